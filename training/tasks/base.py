@@ -1,0 +1,73 @@
+"""A verifiable task family: seeded problem generator, answer extractor, 0/1 verifier, splits.
+
+Splits are fixed and disjoint by construction: a problem belongs to the split chosen by a stable
+hash of its prompt (80% train / 10% validation / 10% test), so a test prompt can never be drawn
+for training whatever the seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass, field
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class Problem:
+    prompt: str
+    solution: str  # one reference response (there may be many valid ones)
+    answer: str
+    task: str
+    meta: dict = field(default_factory=dict, compare=False)
+
+
+def split_of(prompt: str) -> str:
+    h = int.from_bytes(hashlib.sha256(prompt.encode()).digest()[:4], "big") % 100
+    return "train" if h < 80 else ("validation" if h < 90 else "test")
+
+
+class Task:
+    """Subclasses set `name`, `gen_length`, `block_length` and implement `draw(rng)`,
+    `extract(text)` and `verify(text, problem)`."""
+
+    name: str = "task"
+    gen_length: int = 48
+    block_length: int = 8
+
+    def draw(self, rng: random.Random) -> Problem:
+        raise NotImplementedError
+
+    def extract(self, text: str):
+        raise NotImplementedError
+
+    def verify(self, text: str, problem: Problem) -> bool:
+        raise NotImplementedError
+
+    def sample(self, rng: random.Random, split: str = "train") -> Problem:
+        """Draw until the problem falls in `split`."""
+        if split not in SPLITS:
+            raise ValueError(f"split={split!r}: expected one of {SPLITS}")
+        while True:
+            p = self.draw(rng)
+            if split_of(p.prompt) == split:
+                return p
+
+    def problems(self, split: str, n: int, seed: int = 1234) -> list[Problem]:
+        """The fixed first n distinct problems of a split (same list on every machine)."""
+        rng = random.Random(f"{self.name}/{split}/{seed}")
+        seen, out = set(), []
+        tries = 0
+        while len(out) < n:
+            p = self.sample(rng, split)
+            tries += 1
+            if p.prompt not in seen:
+                seen.add(p.prompt)
+                out.append(p)
+            elif tries > 200 * n:
+                raise ValueError(f"{self.name}/{split} has fewer than {n} distinct problems")
+        return out
+
+    def reward(self, texts: list[str], problems: list[Problem]) -> list[float]:
+        return [1.0 if self.verify(t, p) else 0.0 for t, p in zip(texts, problems)]

@@ -1,0 +1,272 @@
+"""Train the embedded tiny masked diffusion LM (a transformers BertForMaskedLM) from scratch.
+
+Objective as LLaDA SFT: the prompt is never masked; the response, EOS-padded to the task's
+generation length, is masked with ratio t ~ U(eps, 1) per sample, and the cross-entropy on masked
+positions is weighted by 1/t and normalised by the generation length. Data is generated on the
+fly from the task mixture (train split only), seeded by step, so a resumed run sees the same
+stream. Runs as `python -m training.train_dllm` or `accelerate launch -m training.train_dllm`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+CARD = "card.json"
+STATE = "train_state"
+
+
+@dataclass(frozen=True)
+class DLLMTrainConfig:
+    output_dir: str = field(default="checkpoints/tiny-dllm", metadata={"help": "where the model folder goes"})
+    name: str = field(default="tiny-dllm", metadata={"help": "model name written to the card"})
+    hidden_size: int = field(default=192, metadata={"help": "encoder width"})
+    num_layers: int = field(default=5, metadata={"help": "encoder layers"})
+    num_heads: int = field(default=4, metadata={"help": "attention heads"})
+    intermediate_size: int = field(default=576, metadata={"help": "FFN width"})
+    mixture: str = field(default="word_problems:0.6,word_problems_long:0.1,sudoku:0.22,sorting:0.08",
+                         metadata={"help": "task:weight,... training mixture"})
+    batch_size: int = field(default=64, metadata={"help": "sequences per step"})
+    lr: float = field(default=1.5e-3, metadata={"help": "peak AdamW learning rate"})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
+    warmup_steps: int = field(default=200, metadata={"help": "linear warmup steps"})
+    max_steps: int = field(default=5500, metadata={"help": "cosine schedule length (steps)"})
+    max_minutes: float = field(default=70.0, metadata={"help": "stop after this wall time (minutes, this run)"})
+    eps: float = field(default=1e-3, metadata={"help": "minimum mask ratio t ~ U(eps, 1)"})
+    eval_every: int = field(default=500, metadata={"help": "validation every N steps"})
+    eval_problems: int = field(default=100, metadata={"help": "validation problems per task"})
+    save_every: int = field(default=250, metadata={"help": "resumable checkpoint every N steps"})
+    bf16: bool = field(default=False, metadata={"help": "bf16 autocast (slower than fp32 on our 2-core CPU)"})
+    threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = leave default)"})
+    seed: int = field(default=0, metadata={"help": "seed for init and data"})
+    resume: bool = field(default=True, metadata={"help": "continue from output_dir/train_state if present"})
+
+    def __post_init__(self):
+        for k in ("hidden_size", "num_layers", "num_heads", "batch_size", "max_steps", "eval_every", "save_every"):
+            if getattr(self, k) < 1:
+                raise ValueError(f"{k}={getattr(self, k)!r}: must be >= 1")
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size={self.hidden_size} must be divisible by num_heads={self.num_heads}")
+        if not (0 < self.eps < 1):
+            raise ValueError(f"eps={self.eps!r}: must be in (0, 1)")
+        if not self.lr > 0:
+            raise ValueError(f"lr={self.lr!r}: must be > 0")
+        self.mixture_weights()
+
+    def mixture_weights(self) -> dict[str, float]:
+        from .tasks import TASKS
+
+        out = {}
+        for part in self.mixture.split(","):
+            name, _, w = part.partition(":")
+            name = name.strip()
+            if name not in TASKS:
+                raise ValueError(f"mixture: unknown task {name!r}; known: {sorted(TASKS)}")
+            try:
+                out[name] = float(w) if w else 1.0
+            except ValueError:
+                raise ValueError(f"mixture: weight {w!r} of {name} is not a number") from None
+        if not out or sum(out.values()) <= 0:
+            raise ValueError(f"mixture={self.mixture!r}: needs a positive weight")
+        return out
+
+
+def make_batch(tokenizer, task, problems, device):
+    """Prompt (left-padded) + response EOS-padded to task.gen_length. Returns ids, attention, response mask."""
+    from unmasker.dllm import left_pad
+
+    L = task.gen_length
+    prompts = tokenizer([p.prompt for p in problems], add_special_tokens=False)["input_ids"]
+    responses = tokenizer([p.solution for p in problems], add_special_tokens=False)["input_ids"]
+    ids, att = left_pad(prompts, tokenizer.pad_token_id)
+    resp = torch.full((len(problems), L), tokenizer.eos_token_id, dtype=torch.long)
+    for i, r in enumerate(responses):
+        if len(r) > L:
+            raise ValueError(f"{task.name}: response of {len(r)} tokens exceeds gen_length {L}")
+        resp[i, :len(r)] = torch.tensor(r)
+    x = torch.cat([ids, resp], 1).to(device)
+    a = torch.cat([att, torch.ones_like(resp)], 1).to(device)
+    is_resp = torch.zeros_like(x, dtype=torch.bool)
+    is_resp[:, ids.shape[1]:] = True
+    return x, a, is_resp
+
+
+def diffusion_loss(model, x, attention, is_resp, mask_id, eps, generator):
+    """LLaDA SFT loss: mask response tokens with ratio t ~ U(eps, 1); CE on masked weighted by 1/t."""
+    B = x.shape[0]
+    t = eps + (1 - eps) * torch.rand(B, generator=generator).to(x.device)
+    masked = (torch.rand(x.shape, generator=generator).to(x.device) < t[:, None]) & is_resp
+    noisy = torch.where(masked, torch.full_like(x, mask_id), x)
+    pos = (attention.cumsum(-1) - 1).clamp(min=0)
+    logits = model(input_ids=noisy, attention_mask=attention, position_ids=pos).logits
+    ce = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), x, reduction="none")
+    per_token = ce * masked / t[:, None]
+    return per_token.sum() / is_resp.sum()
+
+
+def evaluate_model(model, tokenizer, n: int, names=("word_problems", "sudoku")) -> dict[str, float]:
+    """Validation accuracy with top-k confidence, one token per step, semi-AR (the one sampler)."""
+    from unmasker.dllm import DLLM
+    from unmasker.policies import TopKConfidence
+    from unmasker.sampler import SamplerConfig, generate
+
+    from .tasks import get_task
+
+    was_training = model.training
+    model.eval()
+    dllm = DLLM(model=model, tokenizer=tokenizer, mask_id=tokenizer.mask_token_id,
+                eos_ids=(tokenizer.eos_token_id,), pad_id=tokenizer.pad_token_id)
+    out = {}
+    for name in names:
+        task = get_task(name)
+        problems = task.problems("validation", n)
+        cfg = SamplerConfig(gen_length=task.gen_length, block_length=task.block_length)
+        correct = 0
+        for i in range(0, n, 64):
+            chunk = problems[i:i + 64]
+            traj = generate(dllm, TopKConfidence(k=1), [p.prompt for p in chunk], cfg)
+            correct += sum(task.reward(traj.texts, chunk))
+        out[name] = correct / n
+    model.train(was_training)
+    return out
+
+
+def train(cfg: DLLMTrainConfig) -> dict:
+    from accelerate import Accelerator
+    from tqdm import tqdm
+    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+
+    from .tasks import get_task
+    from .tokenizer import build_tokenizer
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    acc = Accelerator(mixed_precision="bf16" if cfg.bf16 else "no", cpu=not torch.cuda.is_available())
+    os.makedirs(cfg.output_dir, exist_ok=True)
+    state_dir = os.path.join(cfg.output_dir, STATE)
+    meta_path = os.path.join(state_dir, "meta.json")
+    tok_dir = os.path.join(cfg.output_dir, "tokenizer_src")
+    resuming = cfg.resume and os.path.exists(meta_path)
+    if resuming:
+        with open(meta_path) as f:
+            meta = json.load(f)
+        if meta["config"] != _arch(cfg):
+            raise ValueError(f"{state_dir} was written with another architecture/mixture: {meta['config']}; "
+                             "use another output_dir or --resume false")
+        tokenizer = AutoTokenizer.from_pretrained(tok_dir)
+    else:
+        tokenizer = build_tokenizer(seed=cfg.seed)
+        if acc.is_main_process:
+            tokenizer.save_pretrained(tok_dir)
+        meta = {"step": 0, "wall_seconds": 0.0, "config": _arch(cfg)}
+    torch.manual_seed(cfg.seed)
+    model = BertForMaskedLM(BertConfig(
+        vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads, intermediate_size=cfg.intermediate_size,
+        max_position_embeddings=256, type_vocab_size=1, hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0, pad_token_id=tokenizer.pad_token_id,
+    ))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg.warmup_steps, cfg.max_steps))
+    model, opt, sched = acc.prepare(model, opt, sched)
+    if resuming:
+        acc.load_state(state_dir)
+    weights = cfg.mixture_weights()
+    tasks = {n: get_task(n) for n in weights}
+    log_path = os.path.join(cfg.output_dir, "train_log.jsonl")
+    step, wall0, start = meta["step"], meta["wall_seconds"], time.time()
+    bar = tqdm(total=cfg.max_steps, initial=step, disable=not acc.is_main_process, desc="dLLM")
+    model.train()
+    running = None
+    while step < cfg.max_steps and (time.time() - start) / 60 < cfg.max_minutes:
+        rng = random.Random(f"{cfg.seed}/{step}/{acc.process_index}")  # step-seeded: resume-exact
+        name = rng.choices(list(weights), list(weights.values()))[0]
+        task = tasks[name]
+        problems = [task.sample(rng, "train") for _ in range(cfg.batch_size)]
+        x, a, r = make_batch(tokenizer, task, problems, acc.device)
+        gen = torch.Generator().manual_seed(rng.randrange(2**31))
+        with acc.autocast():
+            loss = diffusion_loss(model, x, a, r, tokenizer.mask_token_id, cfg.eps, gen)
+        acc.backward(loss)
+        acc.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad()
+        step += 1
+        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        bar.update(1)
+        bar.set_postfix(loss=f"{running:.3f}", task=name)
+        record = None
+        if step % cfg.eval_every == 0 or step == cfg.max_steps:
+            record = {"step": step, "loss": running, "wall_min": (wall0 + time.time() - start) / 60,
+                      "val": evaluate_model(acc.unwrap_model(model), tokenizer, cfg.eval_problems)}
+        elif step % 50 == 0:
+            record = {"step": step, "loss": running, "wall_min": (wall0 + time.time() - start) / 60}
+        if record and acc.is_main_process:
+            with open(log_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+            if "val" in record:
+                bar.write(json.dumps(record))
+        if step % cfg.save_every == 0:
+            _save_state(acc, state_dir, meta, step, wall0 + time.time() - start)
+    bar.close()
+    wall = wall0 + time.time() - start
+    _save_state(acc, state_dir, meta, step, wall)
+    if acc.is_main_process:
+        model_to_save = acc.unwrap_model(model)
+        model_to_save.save_pretrained(cfg.output_dir, safe_serialization=True)
+        tokenizer.save_pretrained(cfg.output_dir)
+        card = {"name": cfg.name, "architecture": "BertForMaskedLM (bidirectional, masked diffusion)",
+                "parameters": sum(p.numel() for p in model_to_save.parameters()), "steps": step,
+                "wall_minutes": round(wall / 60, 1), "seed": cfg.seed, "config": asdict(cfg),
+                "train_command": "python -m training.train_dllm " + " ".join(
+                    f"--{k} {v}" for k, v in asdict(cfg).items() if v != getattr(DLLMTrainConfig, k)),
+                "hardware": f"{torch.get_num_threads()} CPU threads" if acc.device.type == "cpu" else str(acc.device)}
+        old = {}
+        if os.path.exists(os.path.join(cfg.output_dir, CARD)):
+            with open(os.path.join(cfg.output_dir, CARD)) as f:
+                old = json.load(f)
+        card = {**old, **card}
+        with open(os.path.join(cfg.output_dir, CARD), "w") as f:
+            json.dump(card, f, indent=2)
+    return {"step": step, "wall_seconds": wall}
+
+
+def _arch(cfg: DLLMTrainConfig) -> dict:
+    keep = ("hidden_size", "num_layers", "num_heads", "intermediate_size", "mixture", "seed")
+    return {k: getattr(cfg, k) for k in keep}
+
+
+def _lr_factor(step: int, warmup: int, total: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _save_state(acc, state_dir, meta, step, wall):
+    acc.wait_for_everyone()
+    acc.save_state(state_dir)
+    if acc.is_main_process:
+        meta = {**meta, "step": step, "wall_seconds": wall}
+        tmp = os.path.join(state_dir, "meta.json.tmp")
+        with open(tmp, "w") as f:
+            json.dump(meta, f)
+        os.replace(tmp, os.path.join(state_dir, "meta.json"))
+
+
+def main(argv=None):
+    from transformers import HfArgumentParser
+
+    (cfg,) = HfArgumentParser(DLLMTrainConfig).parse_args_into_dataclasses(args=argv)
+    print(json.dumps(train(cfg)))
+
+
+if __name__ == "__main__":
+    main()

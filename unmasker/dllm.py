@@ -1,0 +1,241 @@
+"""Access to a masked diffusion LM: token canvas in, per-position logits out.
+
+`DLLM` owns the model, its tokenizer and the special ids (mask / EOS / pad) and hides the
+differences between backends:
+
+* ``masked_lm``: any Hugging Face masked LM (`AutoModelForMaskedLM`), e.g. our embedded tiny dLLM.
+* ``llada``: LLaDA (`AutoModel`, remote code); position i is predicted at position i.
+* ``dream``: Dream (`AutoModel`, remote code); Qwen-initialised, so position i is predicted from
+  the hidden state at i-1 and the logits are shifted right by one (anchors 1.2).
+
+It knows nothing about blocks, schedules or policies. Nothing is loaded at import time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+# Known mask ids of public dLLMs (paper 1.2). Used only to cross-check the tokenizer.
+KNOWN_MASK_IDS = {"llada": 126336, "dream": 151666}
+BACKENDS = ("masked_lm", "llada", "dream")
+
+
+class DLLMError(ValueError):
+    """A model, tokenizer or prompt that the sampler cannot use."""
+
+
+@dataclass
+class DLLM:
+    """A frozen masked dLLM with its tokenizer and special ids.
+
+    `logits(input_ids, attention_mask)` returns (B, T, V) logits aligned so that ``[:, i]`` is the
+    distribution of the token at position i, whatever the backend.
+    """
+
+    model: torch.nn.Module
+    tokenizer: object
+    mask_id: int
+    eos_ids: tuple[int, ...]
+    pad_id: int
+    backend: str = "masked_lm"
+    use_chat_template: bool = False
+    max_positions: int | None = None
+    name: str = "model"
+
+    def __post_init__(self):
+        if self.backend not in BACKENDS:
+            raise DLLMError(f"backend={self.backend!r}: expected one of {BACKENDS}")
+        if self.mask_id is None or self.mask_id < 0:
+            raise DLLMError(f"mask_id={self.mask_id!r}: the tokenizer defines no mask token")
+        if self.pad_id == self.mask_id:
+            # Left padding with the mask id would make padded prompt slots look like canvas.
+            raise DLLMError(f"pad_id == mask_id == {self.mask_id}: padding must differ from the mask")
+        if not self.eos_ids:
+            raise DLLMError("the tokenizer defines no EOS token")
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # -- tokens ----------------------------------------------------------------------------
+    def encode(self, prompts: Sequence[str], max_prompt_tokens: int | None = None):
+        """Tokenise prompts, left-padded. Returns (input_ids, attention_mask), both (B, P) long."""
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        if len(prompts) == 0:
+            raise DLLMError("no prompt given")
+        rows = []
+        for i, text in enumerate(prompts):
+            if not isinstance(text, str) or not text.strip():
+                raise DLLMError(f"prompt {i} is empty")
+            if self.use_chat_template:
+                ids = self.tokenizer.apply_chat_template(
+                    [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=True
+                )
+                if isinstance(ids, dict) or hasattr(ids, "keys"):
+                    ids = ids["input_ids"]
+            else:
+                ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            ids = list(ids)
+            if not ids:
+                raise DLLMError(f"prompt {i} tokenises to nothing")
+            if self.mask_id in ids:
+                raise DLLMError(f"prompt {i} contains the mask token (id {self.mask_id})")
+            if max_prompt_tokens is not None and len(ids) > max_prompt_tokens:
+                raise DLLMError(
+                    f"prompt {i} has {len(ids)} tokens; at most {max_prompt_tokens} fit with this generation length"
+                )
+            rows.append(ids)
+        return left_pad(rows, self.pad_id)
+
+    def decode(self, gen_ids: torch.Tensor) -> list[str]:
+        """Decode (B, L) generated ids: cut at the first EOS, drop masks and special tokens."""
+        out = []
+        eos = set(self.eos_ids)
+        for row in gen_ids.tolist():
+            kept = []
+            for tok in row:
+                if tok in eos:
+                    break
+                if tok != self.mask_id:
+                    kept.append(tok)
+            out.append(self.tokenizer.decode(kept, skip_special_tokens=True).strip())
+        return out
+
+    def token_strings(self, ids: Sequence[int]) -> list[str]:
+        """One display string per token id (for visualisation)."""
+        return [self.tokenizer.convert_ids_to_tokens(int(i)) or "" for i in ids]
+
+    def max_prompt_tokens(self, gen_length: int) -> int | None:
+        return None if self.max_positions is None else self.max_positions - gen_length
+
+    # -- logits ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, T) ids + (B, T) 0/1 mask -> (B, T, V) logits, position-aligned."""
+        if self.backend == "dream":
+            out = self.model(input_ids, **_dream_kwargs(attention_mask)).logits
+            # Dream predicts token i from position i-1 (anchors 1.2): shift right by one.
+            return torch.cat([out[:, :1], out[:, :-1]], dim=1)
+        if self.backend == "llada":
+            return self.model(input_ids, attention_mask=attention_mask).logits
+        # Position ids from the attention mask make left padding invisible to absolute-position
+        # encoders: a batched prompt sees the same positions as the prompt alone.
+        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).logits
+
+
+def _dream_kwargs(attention_mask: torch.Tensor) -> dict:
+    if bool(attention_mask.all()):
+        return {"attention_mask": "full"}
+    am = attention_mask.bool()
+    full = am[:, None, None, :] & am[:, None, :, None]  # (B, 1, T, T), as Dream's own generate()
+    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    return {"attention_mask": full, "position_ids": position_ids}
+
+
+def left_pad(rows: Sequence[Sequence[int]], pad_id: int):
+    """Left-pad id lists. Returns (ids, attention_mask), both (B, P) long."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    att = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        if r:
+            ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
+            att[i, width - len(r):] = 1
+    return ids, att
+
+
+def detect_backend(config) -> str:
+    kind = (getattr(config, "model_type", "") or "").lower()
+    if "llada" in kind:
+        return "llada"
+    if "dream" in kind:
+        return "dream"
+    return "masked_lm"
+
+
+def load_dllm(
+    name_or_path: str,
+    backend: str = "auto",
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    mask_id: int | None = None,
+    chat: bool | None = None,
+) -> DLLM:
+    """Load a dLLM from a local folder or hub id.
+
+    `mask_id`, when given, must agree with the tokenizer's mask token; a mismatch is an error,
+    never a silent override (a wrong mask id makes every canvas position look unmasked).
+    `chat=None` applies the tokenizer's chat template when it has one.
+    """
+    from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer
+
+    if os.path.isdir(name_or_path) and not os.path.exists(os.path.join(name_or_path, "config.json")):
+        raise DLLMError(f"{name_or_path}: no config.json; not a model folder")
+    trust = backend in ("llada", "dream") or backend == "auto"
+    try:
+        config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust)
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust)
+    except (OSError, ValueError) as err:
+        raise DLLMError(f"cannot load a model from {name_or_path!r}: {err}") from err
+    if backend == "auto":
+        backend = detect_backend(config)
+    if backend not in BACKENDS:
+        raise DLLMError(f"backend={backend!r}: expected 'auto' or one of {BACKENDS}")
+
+    tok_mask = tokenizer.mask_token_id
+    if tok_mask is None:
+        tok_mask = KNOWN_MASK_IDS.get(backend)
+    if mask_id is not None and tok_mask is not None and mask_id != tok_mask:
+        raise DLLMError(f"mask_id={mask_id} disagrees with the tokenizer's mask token id {tok_mask}")
+    mask = mask_id if mask_id is not None else tok_mask
+    if mask is None:
+        raise DLLMError(f"{name_or_path}: the tokenizer has no mask token; pass mask_id explicitly")
+    if backend in KNOWN_MASK_IDS and mask != KNOWN_MASK_IDS[backend]:
+        raise DLLMError(f"{backend} uses mask id {KNOWN_MASK_IDS[backend]}, the tokenizer says {mask}")
+
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if dtype is None:
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    try:
+        if backend == "masked_lm":
+            model = AutoModelForMaskedLM.from_pretrained(name_or_path, dtype=dtype)
+        else:
+            model = AutoModel.from_pretrained(name_or_path, trust_remote_code=True, dtype=dtype)
+    except (OSError, ValueError, RuntimeError) as err:
+        raise DLLMError(f"cannot load model weights from {name_or_path!r}: {err}") from err
+    model.to(device).eval().requires_grad_(False)
+
+    vocab = model.get_output_embeddings().weight.shape[0] if model.get_output_embeddings() is not None else None
+    if vocab is not None and mask >= vocab:
+        raise DLLMError(f"mask id {mask} is outside the model's vocabulary of {vocab}")
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    eot = tokenizer.convert_tokens_to_ids("<|eot_id|>") if backend == "llada" else None
+    if isinstance(eot, int) and eot != tokenizer.unk_token_id and eot not in eos:
+        eos.append(eot)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos[0] if eos else 0)
+    if chat is None:
+        chat = getattr(tokenizer, "chat_template", None) is not None
+    max_pos = getattr(config, "max_position_embeddings", None)
+    return DLLM(
+        model=model, tokenizer=tokenizer, mask_id=int(mask), eos_ids=tuple(int(e) for e in eos),
+        pad_id=int(pad), backend=backend, use_chat_template=bool(chat), max_positions=max_pos,
+        name=_model_name(name_or_path),
+    )
+
+
+def _model_name(name_or_path: str) -> str:
+    card = os.path.join(name_or_path, "card.json")
+    if os.path.exists(card):
+        try:
+            with open(card) as f:
+                return json.load(f).get("name", os.path.basename(os.path.normpath(name_or_path)))
+        except (OSError, json.JSONDecodeError):
+            pass
+    return os.path.basename(os.path.normpath(name_or_path)) or name_or_path
