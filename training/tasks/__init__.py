@@ -2,6 +2,7 @@
 
 from .base import SPLITS, Problem, Task, split_of
 from .puzzles import Sorting, Sudoku
+from .real import GSM8KFile, MATHFile
 from .word_problems import WordProblems
 
 TASKS = {
@@ -18,4 +19,4 @@ def get_task(name: str) -> Task:
     return TASKS[name]()
 
 
-__all__ = ["SPLITS", "TASKS", "Problem", "Task", "get_task", "split_of"]
+__all__ = ["SPLITS", "TASKS", "GSM8KFile", "MATHFile", "Problem", "Task", "get_task", "split_of"]
