@@ -54,14 +54,15 @@ def per_block_nfe(traj, row, num_blocks):
 
 @pytest.mark.parametrize("name", sorted(POLICIES))
 def test_every_policy_fills_all_masks_within_budget(tiny_dllm, name):
-    traj = generate(tiny_dllm, build_policy(name), PROMPTS, SMALL, seed=0, keep_steps=True)
-    assert traj.tokens.shape == (2, 16)
+    cfg = SamplerConfig(gen_length=8, block_length=4)
+    traj = generate(tiny_dllm, build_policy(name), PROMPTS, cfg, seed=0, keep_steps=True)
+    assert traj.tokens.shape == (2, 8)
     assert traj.still_masked.tolist() == [0, 0]
     assert (traj.unmask_step >= 0).all()
     for row in range(2):
-        assert SMALL.num_blocks <= int(traj.nfe[row]) <= SMALL.gen_length
-        blocks = per_block_nfe(traj, row, SMALL.num_blocks)
-        assert all(1 <= n <= SMALL.block_length for n in blocks)
+        assert cfg.num_blocks <= int(traj.nfe[row]) <= cfg.gen_length
+        blocks = per_block_nfe(traj, row, cfg.num_blocks)
+        assert all(1 <= n <= cfg.block_length for n in blocks)
         assert sum(blocks) == int(traj.nfe[row])
 
 
@@ -133,10 +134,10 @@ def test_positive_temperature_depends_on_the_seed(tiny_dllm):
                                           ("confidence_threshold", {"threshold": 0.5})])
 def test_batch_equals_one_by_one(tiny_dllm, name, params):
     prompts = PROMPTS + ["sudoku : 1 _ 3 4 / 3 4 1 2 / _ 1 4 3 / 4 3 2 _"]
-    pol = build_policy(name, **params)
-    batch = generate(tiny_dllm, pol, prompts, SMALL)
+    pol, cfg = build_policy(name, **params), SamplerConfig(gen_length=8, block_length=4)
+    batch = generate(tiny_dllm, pol, prompts, cfg)
     for row, prompt in enumerate(prompts):
-        alone = generate(tiny_dllm, pol, [prompt], SMALL)
+        alone = generate(tiny_dllm, pol, [prompt], cfg)
         assert torch.equal(batch.tokens[row], alone.tokens[0])
         assert int(batch.nfe[row]) == int(alone.nfe[0])
         assert batch.texts[row] == alone.texts[0]
