@@ -1,0 +1,488 @@
+"""Gradio demo: watch a masked dLLM unmask one prompt under up to four strategies side by side.
+
+Owns the page, its handlers and the command line. Sampling is `unmasker.iter_unmask` (the one
+loop); this file only turns its `Step`s into JSON-serialisable run records and streams them.
+Rendering of records (chips, plots, cards) lives in `app_views.py` (pure functions).
+Nothing is loaded at import time: `main()` loads the dLLM and the shipped policies once.
+Per-run state lives in `gr.State` (one copy per browser session), never in module globals.
+
+    python app.py [--model checkpoints/tiny-dllm] [--policies checkpoints/policies]
+                  [--host 127.0.0.1] [--port 7860] [--share] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import random
+import sys
+import time
+import typing
+from dataclasses import dataclass, field
+
+import gradio as gr
+
+import app_views as views
+from training.tasks import TASKS, get_task
+
+REPO = os.path.dirname(os.path.abspath(__file__))
+MAX_COLUMNS = 4
+TOP_ALTERNATIVES = 5  # alternatives recorded per position for the hover text
+MAX_PROMPT_TOKENS = 512  # cap for models without a position limit (keeps a public demo responsive)
+MAX_GEN_LENGTH = 256
+STREAM_INTERVAL = 0.05  # seconds between streamed page updates; the first and last are always sent
+RANDOM_INIT = "(untrained: random init)"  # checkpoint choice for a learned policy without weights
+HIDDEN_PARAMS = {"seed"}  # the learned policy's init seed: the run seed already covers randomness
+DEFAULT_TASK = "word_problems"
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    model: str = field(default=os.path.join(REPO, "checkpoints", "tiny-dllm"),
+                       metadata={"help": "dLLM folder or hub id (default: the embedded tiny dLLM)"})
+    policies: str = field(default=os.path.join(REPO, "checkpoints", "policies"),
+                          metadata={"help": "folder of learned-policy checkpoints (one sub-folder each)"})
+    host: str = field(default="127.0.0.1", metadata={"help": "interface to listen on (0.0.0.0 for all)"})
+    port: int = field(default=7860, metadata={"help": "port to listen on"})
+    share: bool = field(default=False, metadata={"help": "also create a public gradio.live link"})
+    device: str | None = field(default=None, metadata={"help": "torch device (default: cuda if available)"})
+
+
+@dataclass
+class ShippedPolicy:
+    name: str
+    path: str
+    card: dict
+    net: object | None = None  # the loaded ConfidencePolicyNet, shared read-only by all runs
+    error: str | None = None
+
+
+@dataclass
+class Resources:
+    """Everything loaded once in main() and shared read-only by all sessions."""
+
+    dllm: object
+    policies: dict[str, ShippedPolicy]
+    policies_dir: str
+    tasks: dict
+    examples: list
+    model_card: dict
+
+
+# -- loading -------------------------------------------------------------------------------------
+def load_policies(folder: str) -> dict[str, ShippedPolicy]:
+    """Every sub-folder of `folder` with a card.json; a policy that fails to load is listed with its error."""
+    from unmasker.policies.learned import load_policy_net
+
+    out = {}
+    if not os.path.isdir(folder):
+        return out
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        card_path = os.path.join(path, "card.json")
+        if not os.path.isfile(card_path):
+            continue
+        try:
+            with open(card_path) as f:
+                card = json.load(f)
+        except (OSError, json.JSONDecodeError) as err:
+            out[name] = ShippedPolicy(name, path, {}, error=f"card.json: {err}")
+            continue
+        try:
+            out[name] = ShippedPolicy(name, path, card, net=load_policy_net(path))
+        except ValueError as err:
+            out[name] = ShippedPolicy(name, path, card, error=str(err))
+    return out
+
+
+def load_resources(cfg: AppConfig) -> Resources:
+    """Load the dLLM (raises DLLMError / ValueError with a clear message), policies and examples."""
+    import unmasker
+
+    dllm = unmasker.load_dllm(cfg.model, device=cfg.device)
+    card = {}
+    if os.path.isfile(os.path.join(cfg.model, "card.json")):
+        with open(os.path.join(cfg.model, "card.json")) as f:
+            card = json.load(f)
+    tasks = {name: get_task(name) for name in TASKS}
+    examples = [tasks[name].sample(random.Random(f"app-example/{name}"), "test") for name in tasks]
+    # One short warm-up pass so the first user click does not pay for lazy torch initialisation.
+    warm = unmasker.build_policy("top_k_confidence", k=4)
+    for _ in unmasker.iter_unmask(dllm, warm, [examples[0].prompt], unmasker.SamplerConfig(4, 4), 0):
+        pass
+    policies = load_policies(cfg.policies)
+    for p in policies.values():
+        if p.net is not None:
+            p.net.to(dllm.device)  # once here, not lazily by concurrent runs
+    return Resources(dllm, policies, cfg.policies, tasks, examples, card)
+
+
+# -- strategies ----------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=1)
+def param_fields() -> dict[str, tuple[type, object]]:
+    """Union of the registry's policy parameters: name -> (type, default)."""
+    from unmasker.policies import POLICIES, policy_params
+
+    out = {}
+    for name, cls in POLICIES.items():
+        hints = typing.get_type_hints(cls)
+        for f in policy_params(name):
+            if f.name in out or f.name in HIDDEN_PARAMS:
+                continue
+            kind = next((a for a in typing.get_args(hints[f.name]) if a is not type(None)), hints[f.name])
+            out[f.name] = (kind, f.default)
+    return out
+
+
+def policy_field_names(name: str) -> set[str]:
+    from unmasker.policies import policy_params
+
+    return {f.name for f in policy_params(name)} if name and name != views.OFF else set()
+
+
+def pick_checkpoint(resources: Resources, task: str) -> str:
+    """The shipped policy trained for `task` (any shipped one otherwise), or RANDOM_INIT."""
+    usable = [p for p in resources.policies.values() if p.net is not None]
+    for p in usable:
+        if p.card.get("task") == task:
+            return p.name
+    return usable[0].name if usable else RANDOM_INIT
+
+
+def default_strategies(resources: Resources) -> list[dict]:
+    ckpt = pick_checkpoint(resources, DEFAULT_TASK)
+    temp = resources.policies[ckpt].card.get("temperature", 1.0) if ckpt in resources.policies else 1.0
+    return [
+        {"policy": "learned", "params": {"checkpoint": ckpt, "temperature": temp, "beta": 1.0}},
+        {"policy": "confidence_threshold", "params": {"threshold": 0.9}},
+        {"policy": "top_k_confidence", "params": {"k": 1}},
+        {"policy": views.OFF, "params": {}},
+    ]
+
+
+def make_policy(resources: Resources, spec: dict):
+    """(policy, label, params) for a strategy spec {"policy": name, "params": {...}}; policy is
+    None for an "off" column. Raises ValueError (the library's message) for a bad name or value."""
+    from unmasker.policies import POLICIES, build_policy
+
+    if not isinstance(spec, dict):
+        raise ValueError(f"expected {{'policy': name, 'params': {{...}}}}, got {spec!r}")
+    name = spec.get("policy") or views.OFF
+    if name == views.OFF:
+        return None, views.OFF, {}
+    kinds = {n: kind for n, (kind, _) in param_fields().items()}
+    # gr.Number and JSON clients send 2.0 for an integer field.
+    params = {k: int(v) if kinds.get(k) is int and isinstance(v, float) and v.is_integer() else v
+              for k, v in (spec.get("params") or {}).items()}
+    shown = {k: v for k, v in params.items() if k != "fallback"}
+    ckpt = params.pop("checkpoint", None) or RANDOM_INIT if name == "learned" else None
+    if ckpt is None or ckpt == RANDOM_INIT:
+        policy = build_policy(name, **params)
+        if ckpt:
+            shown["checkpoint"] = "random init"
+        return policy, _label(name, shown), params
+    shipped = resources.policies.get(ckpt)
+    if shipped is None or shipped.net is None:
+        usable = sorted(p.name for p in resources.policies.values() if p.net is not None)
+        raise ValueError(f"learned policy {ckpt!r} " + (f"cannot be used: {shipped.error}" if shipped else
+                                                         f"is not shipped; available: {usable or 'none'}"))
+    unknown = set(params) - policy_field_names(name)
+    if unknown:
+        raise ValueError(f"policy {name!r} has no parameter(s) {sorted(unknown)}")
+    # The network loaded at start-up, shared read-only by every run.
+    policy = POLICIES[name](checkpoint=shipped.path, net=shipped.net, **params)
+    return policy, _label(name, shown), {**params, "checkpoint": ckpt}
+
+
+def _label(name: str, params: dict) -> str:
+    inner = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+    return f"{views.policy_label(name)} ({inner})" if inner else views.policy_label(name)
+
+
+def _as_int(name: str, value) -> int:
+    if value is None or value == "":
+        raise ValueError(f"{name} is empty")
+    if isinstance(value, str):
+        value = value.strip()
+        if not value.lstrip("-").isdigit():
+            raise ValueError(f"{name}={value!r}: must be an integer")
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError(f"{name}={value!r}: must be an integer")
+    return int(value)
+
+
+def find_problem(resources: Resources, prompt: str, drawn):
+    """The task problem this prompt came from (drawn in this session or an example), if any."""
+    for p in ([drawn] if drawn else []) + resources.examples:
+        if p.prompt == prompt:
+            return p
+    return None
+
+
+def run_columns(resources: Resources, prompt, gen_length, block_length, seed, temperature, strategies, drawn=None):
+    """Run all strategy columns on one prompt, one step per column in turn, and yield the list of
+    run records after each round (at most every STREAM_INTERVAL s; the first and last always).
+    Bad input raises ValueError before anything runs."""
+    import unmasker
+
+    dllm = resources.dllm
+    prompt = (prompt or "").strip()
+    if not prompt:
+        raise ValueError("The prompt is empty: type one, pick an example or draw a new random problem.")
+    gen_length, block_length = _as_int("gen_length", gen_length), _as_int("block_length", block_length)
+    seed = _as_int("seed", seed)
+    if gen_length > MAX_GEN_LENGTH:
+        raise ValueError(f"gen_length={gen_length}: at most {MAX_GEN_LENGTH} in this demo")
+    config = unmasker.SamplerConfig(gen_length, block_length, float(temperature or 0.0), TOP_ALTERNATIVES)
+    limit = [x for x in (dllm.max_prompt_tokens(gen_length), MAX_PROMPT_TOKENS) if x is not None]
+    ids, att = dllm.encode([prompt])
+    if ids.shape[1] > min(limit):
+        raise ValueError(f"The prompt is too long: {ids.shape[1]} tokens, but at most {max(min(limit), 0)} fit "
+                         f"with gen_length={gen_length} (the model has {dllm.max_positions} positions).")
+    if isinstance(strategies, str):
+        strategies = json.loads(strategies) if strategies.strip() else []
+    if not isinstance(strategies, list) or not strategies:
+        raise ValueError("strategies must be a list of {'policy': name, 'params': {...}}")
+    if len(strategies) > MAX_COLUMNS:
+        raise ValueError(f"at most {MAX_COLUMNS} strategies, got {len(strategies)}")
+    records, runs = [], []
+    for i, spec in enumerate(strategies):
+        t0 = time.perf_counter()
+        try:
+            policy, label, params = make_policy(resources, spec)
+        except ValueError as err:
+            name = views.policy_label(str(spec.get("policy"))) if isinstance(spec, dict) else "?"
+            raise ValueError(f"Strategy {i + 1} ({name}): {err}") from None
+        if policy is None:
+            records.append({"policy": views.OFF})
+            continue
+        rec = views.new_record(spec["policy"], label, params, config.gen_length, config.block_length, seed,
+                                dllm.mask_id)
+        rec["wall_s"] = time.perf_counter() - t0
+        records.append(rec)
+        runs.append((rec, unmasker.iter_unmask(dllm, policy, (ids, att), config, seed)))
+    if not runs:
+        raise ValueError("All strategy columns are off: choose at least one strategy.")
+    problem = find_problem(resources, prompt, drawn)
+    last_yield = None
+    while runs:
+        for rec, it in list(runs):
+            t0 = time.perf_counter()
+            step = next(it, None)
+            rec["wall_s"] += time.perf_counter() - t0
+            if step is None:
+                runs.remove((rec, it))
+                _finish(rec, resources, problem)
+            else:
+                views.add_step(rec, step, dllm.token_strings, dllm.eos_ids, dllm.pad_id)
+        now = time.perf_counter()
+        if last_yield is None or not runs or now - last_yield >= STREAM_INTERVAL:
+            last_yield = now
+            yield records
+
+
+def _finish(rec: dict, resources: Resources, problem) -> None:
+    import torch
+
+    rec["done"] = True
+    rec["wall_s"] = round(rec["wall_s"], 4)
+    rec["text"] = resources.dllm.decode(torch.tensor([rec["token_ids"]]))[0]
+    if problem is not None:
+        rec["correct"] = bool(resources.tasks[problem.task].verify(rec["text"], problem))
+
+
+# -- page ----------------------------------------------------------------------------------------
+def _strategy_column(i: int, default: dict, ckpt_choices: list[str]):
+    """One strategy column: policy dropdown, its parameter widgets (only the chosen policy's are
+    visible), then the result views. Returns (dropdown, {param: widget}, info, canvas, slider)."""
+    from unmasker.policies import POLICIES
+
+    choices = [(views.policy_label(n), n) for n in POLICIES] + [("— off —", views.OFF)]
+    with gr.Column(min_width=220, elem_classes="um-col", elem_id=f"col-{i}"):
+        pol = gr.Dropdown(choices, value=default["policy"], label=f"Strategy {i + 1}")
+        fields = param_fields()
+        shown = policy_field_names(default["policy"])
+        widgets = {}
+        if "checkpoint" in fields:
+            widgets["checkpoint"] = gr.Dropdown(ckpt_choices, value=default["params"].get("checkpoint", RANDOM_INIT),
+                                                label="learned policy", visible="checkpoint" in shown)
+        with gr.Row():
+            for name, (kind, value) in fields.items():
+                value, common = default["params"].get(name, value), dict(label=name, visible=name in shown)
+                if kind in (int, float):
+                    widgets[name] = gr.Number(value, precision=0 if kind is int else None, min_width=120, **common)
+                elif kind is str and name != "checkpoint":
+                    widgets[name] = gr.Textbox(value, min_width=120, **common)
+        for name, (kind, value) in fields.items():
+            if kind is bool:
+                widgets[name] = gr.Checkbox(bool(default["params"].get(name, value)), label=name, visible=name in shown)
+        info = gr.Markdown("*not run yet*", elem_classes="um-info", elem_id=f"info-{i}")
+        canvas = gr.HTML(views.canvas_html(None), css_template=views.CANVAS_CSS, elem_id=f"canvas-{i}")
+        slider = gr.Slider(0, 1, value=0, step=1, label="Step (drag to scrub)", elem_id=f"slider-{i}")
+    pol.change(lambda name: [gr.update(visible=n in policy_field_names(name)) for n in widgets],
+               pol, list(widgets.values()), queue=False, api_visibility="private")
+    return pol, widgets, info, canvas, slider
+
+
+def build_demo(resources: Resources) -> gr.Blocks:
+    defaults = default_strategies(resources)
+    ckpt_choices = [p.name for p in resources.policies.values() if p.net is not None] + [RANDOM_INIT]
+    first = resources.examples[0]
+    with gr.Blocks(title="Unmasker: watch a diffusion LM unmask") as demo:
+        drawn = gr.State(None)  # the Problem drawn by "new random problem" in this session
+        draws = gr.State(0)  # how many problems this session drew (seeds the next draw)
+        runs = gr.State([])  # this session's run records, for scrubbing
+        gr.Markdown(
+            "# Unmasker\nA masked diffusion LM fills its canvas a few tokens per step; the *unmasking "
+            f"policy* decides which ones. Compare policies on one prompt. Model: **{resources.dllm.name}**.",
+            elem_classes="um-header",
+        )
+        with gr.Tab("Compare"):
+            with gr.Row():
+                with gr.Column(scale=3):
+                    prompt = gr.Textbox(first.prompt, label="Prompt", lines=3, max_lines=8, elem_id="prompt")
+                    with gr.Row():
+                        task = gr.Dropdown(list(resources.tasks), value=DEFAULT_TASK, label="Task family", scale=2)
+                        draw_btn = gr.Button("New random problem", scale=1, elem_id="draw")
+                    problem_md = gr.Markdown("")
+                with gr.Column(scale=2):
+                    with gr.Row():
+                        gen_length = gr.Slider(4, MAX_GEN_LENGTH, value=resources.tasks[first.task].gen_length,
+                                               step=4, label="Generation length", elem_id="gen-length")
+                        block_length = gr.Number(resources.tasks[first.task].block_length, precision=0,
+                                                 label="Block length", elem_id="block-length")
+                    with gr.Row():
+                        full_btn = gr.Button("Full diffusion (block = length)", size="sm")
+                        seed = gr.Number(0, precision=0, label="Seed", min_width=80)
+                        temperature = gr.Number(0.0, label="dLLM temperature (0 = greedy)", min_width=80)
+                    run_btn = gr.Button("▶ Run all strategies", variant="primary", size="lg", elem_id="run")
+            gr.Examples([[p.prompt, resources.tasks[p.task].gen_length, resources.tasks[p.task].block_length]
+                         for p in resources.examples], [prompt, gen_length, block_length],
+                        label="Examples (test split, answers known)")
+            error_md = gr.Markdown("", visible=False, elem_classes="um-error", elem_id="error")
+            gr.HTML(views.LEGEND_HTML, css_template=views.CANVAS_CSS)
+            spec = gr.JSON(visible="hidden", label="strategies")
+            with gr.Row(equal_height=False):
+                columns = [_strategy_column(i, defaults[i], ckpt_choices) for i in range(MAX_COLUMNS)]
+            with gr.Row():
+                order_plot = gr.Plot(label="Decode order", elem_id="order-plot", scale=3)
+                count_plot = gr.Plot(label="Tokens per step", elem_id="count-plot", scale=2)
+            with gr.Accordion("Raw trajectories (JSON, as returned by the `run` API)", open=False):
+                result = gr.JSON(label="result")
+        with gr.Tab("Policies", elem_id="policies-tab"):
+            cards = [{"name": p.name, "card": p.card, "error": p.error} for p in resources.policies.values()]
+            gr.Markdown(views.policies_markdown(cards, resources.policies_dir, resources.model_card))
+
+        # -- events --------------------------------------------------------------------------
+        col_inputs = [w for pol, widgets, *_ in columns for w in (pol, *widgets.values())]
+        names = list(columns[0][1])
+        infos, canvases, sliders = ([c[k] for c in columns] for k in (2, 3, 4))
+        ckpt_dds = [c[1]["checkpoint"] for c in columns if "checkpoint" in c[1]]
+        outputs = [result, error_md, runs, *infos, *canvases, *sliders, order_plot, count_plot]
+
+        def collect(*values):
+            """Widget values -> the list of strategy specs that the `run` API takes."""
+            out, width = [], 1 + len(names)
+            for i in range(MAX_COLUMNS):
+                pol, *vals = values[i * width:(i + 1) * width]
+                keep = policy_field_names(pol)
+                out.append({"policy": pol, "params": {n: v for n, v in zip(names, vals) if n in keep}})
+            return out
+
+        def run(prompt, gen_length, block_length, seed, temperature, strategies, drawn):
+            """Stream the columns: result JSON (final yield), error, state, infos, canvases, sliders, plots."""
+            try:
+                stream = run_columns(resources, prompt, gen_length, block_length, seed, temperature, strategies, drawn)
+                records = next(stream)
+            except ValueError as err:
+                gr.Warning(str(err))
+                yield ({"error": str(err)}, gr.update(value=views.error_markdown(str(err)), visible=True),
+                       *[gr.skip()] * (len(outputs) - 2))
+                return
+            first, sent_final = True, set()
+            while records is not None:
+                final = all(r.get("done") or r.get("policy") == views.OFF for r in records)
+                cols = (records + [None] * MAX_COLUMNS)[:MAX_COLUMNS]
+                # A finished column is sent once, and again in the final yield (what API clients get).
+                fresh = [final or i not in sent_final for i in range(MAX_COLUMNS)]
+                sent_final |= {i for i, r in enumerate(cols) if not r or r.get("done") or r.get("policy") == views.OFF}
+                yield (
+                    views.result_json(records) if final else gr.skip(),
+                    gr.update(value="", visible=False) if first or final else gr.skip(),
+                    records,
+                    *[views.info_markdown(r) if fresh[i] else gr.skip() for i, r in enumerate(cols)],
+                    *[views.canvas_html(r) if fresh[i] else gr.skip() for i, r in enumerate(cols)],
+                    *[_slider_update(r) if fresh[i] else gr.skip() for i, r in enumerate(cols)],
+                    views.decode_order_figure(records) if final else gr.skip(),
+                    views.tokens_per_step_figure(records) if final else gr.skip(),
+                )
+                first = False
+                records = next(stream, None)
+
+        def new_problem(task_name, count):
+            t = resources.tasks[task_name]
+            problem = t.sample(random.Random(f"app/{task_name}/{count}"), "test")
+            note = (f"Drawn from the **{task_name}** test split: the answer is known, so each column says whether "
+                    f"it is correct (generation length {t.gen_length}, block {t.block_length}).")
+            ckpt = pick_checkpoint(resources, task_name)
+            return (problem.prompt, t.gen_length, t.block_length, problem, count + 1, note,
+                    *[gr.update(value=ckpt) for _ in ckpt_dds])
+
+        def checkpoint_temperature(name):
+            """Selecting a shipped policy sets the temperature it was trained / evaluated with."""
+            return resources.policies[name].card.get("temperature", 1.0) if name in resources.policies else gr.skip()
+
+        run_btn.click(collect, col_inputs, spec, queue=False, api_visibility="private").then(
+            run, [prompt, gen_length, block_length, seed, temperature, spec, drawn], outputs,
+            api_name="run", concurrency_limit=2, show_progress="minimal")
+        draw_btn.click(new_problem, [task, draws], [prompt, gen_length, block_length, drawn, draws, problem_md,
+                                                   *ckpt_dds], api_name="new_problem")
+        full_btn.click(lambda g: g, gen_length, block_length, queue=False, api_visibility="private")
+        for i, (_, widgets, _, canvas, slider) in enumerate(columns):
+            if "checkpoint" in widgets and "temperature" in widgets:
+                widgets["checkpoint"].change(checkpoint_temperature, widgets["checkpoint"], widgets["temperature"],
+                                             queue=False, api_visibility="private")
+            slider.input(lambda recs, step, i=i: views.canvas_html(recs[i] if i < len(recs) else None, step),
+                         [runs, slider], canvas, queue=False, api_visibility="private",
+                         trigger_mode="always_last", show_progress="hidden")
+    return demo
+
+
+def _slider_update(rec):
+    n = len(rec["steps"]) if rec and rec.get("steps") else 0
+    return gr.update(maximum=max(1, n - 1), value=max(0, n - 1))
+
+
+def parse_args(argv=None) -> AppConfig:
+    from transformers import HfArgumentParser
+
+    (cfg,) = HfArgumentParser(AppConfig).parse_args_into_dataclasses(args=argv)
+    return cfg
+
+
+def main(argv=None) -> int:
+    cfg = parse_args(argv)
+    from unmasker import DLLMError
+
+    print(f"loading the dLLM from {cfg.model} ...", flush=True)
+    try:
+        resources = load_resources(cfg)
+    except (DLLMError, ValueError, OSError) as err:
+        print(f"error: cannot load the dLLM: {err}\n"
+              "Train the embedded model with `python -m training.train_dllm`, or pass --model PATH_OR_HUB_ID.",
+              file=sys.stderr)
+        return 2
+    broken = [p.name for p in resources.policies.values() if p.error]
+    print(f"loaded {resources.dllm.name}; learned policies: {sorted(resources.policies) or 'none'}"
+          + (f" (unusable: {broken})" if broken else ""), flush=True)
+    demo = build_demo(resources)
+    demo.queue(default_concurrency_limit=1).launch(
+        server_name=cfg.host, server_port=cfg.port, share=cfg.share,
+        theme=gr.themes.Soft(primary_hue="violet", neutral_hue="slate"), css=views.PAGE_CSS,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,280 @@
+"""The demo app driven from outside: `python app.py` as a subprocess on a free port, then
+gradio_client (results equal the library's own `generate`, errors are reported) and a real
+browser (Playwright on Debian's chromium: run, scrub, plots; saves docs/app_screenshot.png)."""
+
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOT = os.path.join(REPO, "docs", "app_screenshot.png")
+EMBEDDED = os.path.join(REPO, "checkpoints", "tiny-dllm")
+POLICY = "test-policy"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _spawn(model: str, policies: str, log_path):
+    """Start `python app.py` on a free port; returns (process, url, log path) without waiting."""
+    port = _free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+           "PYTHONUNBUFFERED": "1"}
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "app.py", "--model", model, "--policies", policies, "--port", str(port),
+             "--device", "cpu"], cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
+    return proc, f"http://127.0.0.1:{port}/", log_path
+
+
+def _wait(proc, url, log_path, timeout=120) -> str:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"app exited with {proc.returncode}:\n{open(log_path).read()}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return url
+        except OSError:
+            time.sleep(0.3)
+    pytest.fail(f"app did not answer on {url} within {timeout} s:\n{open(log_path).read()}")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def policy_dir(tmp_path_factory):
+    """A folder with one learned-policy checkpoint (random weights) and its card."""
+    import torch
+
+    from unmasker.policies.learned import ConfidencePolicyNet
+
+    root = tmp_path_factory.mktemp("policies")
+    torch.manual_seed(1)
+    ConfidencePolicyNet().save_pretrained(str(root / POLICY))
+    card = {"name": POLICY, "task": "sorting", "block_length": 4, "gen_length": 8, "alpha": 0.3, "temperature": 0.5,
+            "train_command": "python -m training.train_policy --task sorting", "wall_minutes": 1.0,
+            "val_accuracy": 0.5, "val_nfe": 4.0}
+    (root / POLICY / "card.json").write_text(json.dumps(card))
+    return str(root)
+
+
+@pytest.fixture(scope="module")
+def servers(tiny_model_dir, policy_dir, tmp_path_factory):
+    """The app on the tiny random model with a test policy; and, when it has been trained, on the
+    embedded model with the shipped policies (for the browser test). Both start at once."""
+    logs = tmp_path_factory.mktemp("logs")
+    specs = {"tiny random model": (tiny_model_dir, policy_dir)}
+    if os.path.isfile(os.path.join(EMBEDDED, "config.json")):
+        specs["embedded model"] = (EMBEDDED, os.path.join(REPO, "checkpoints", "policies"))
+    started = {name: _spawn(model, pol, logs / f"{i}.log") for i, (name, (model, pol)) in enumerate(specs.items())}
+    try:
+        yield {name: _wait(*s) for name, s in started.items()}
+    finally:
+        for proc, _, _ in started.values():
+            _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def app_url(servers):
+    return servers["tiny random model"]
+
+
+def _client(url):
+    from gradio_client import Client
+
+    return Client(url, verbose=False)
+
+
+def _run(client, prompt, strategies, gen_length=16, block_length=8, seed=0, temperature=0.0):
+    """Call the streaming `run` endpoint; returns (final outputs, number of streamed updates)."""
+    job = client.submit(prompt, gen_length, block_length, seed, temperature, strategies, api_name="/run")
+    final = job.result(timeout=60)
+    return final, len(job.outputs())
+
+
+def _library(dllm, policy_dir, prompt, spec, gen_length, block_length, seed, temperature):
+    from unmasker import SamplerConfig, build_policy, generate
+
+    params = dict(spec["params"])
+    if spec["policy"] == "learned":
+        params["checkpoint"] = os.path.join(policy_dir, params["checkpoint"])
+    policy = build_policy(spec["policy"], **params)
+    return generate(dllm, policy, [prompt], SamplerConfig(gen_length, block_length, temperature), seed=seed)
+
+
+def _assert_same(col, traj):
+    assert col["text"] == traj.texts[0]
+    assert col["token_ids"] == traj.tokens[0].tolist()
+    assert col["order"] == traj.unmask_step[0].tolist()
+    assert col["nfe"] == int(traj.nfe[0])
+    assert sum(col["committed_per_step"]) == col["gen_length"]
+
+
+def test_run_two_strategies_matches_library(app_url, tiny_dllm, policy_dir):
+    strategies = [
+        {"policy": "learned", "params": {"checkpoint": POLICY, "temperature": 0.5, "beta": 1.5}},
+        {"policy": "confidence_threshold", "params": {"threshold": 0.001}},
+    ]
+    prompt, gen, block, seed, temp = "sort : 15 3 9", 16, 8, 3, 0.8  # sampled tokens: the seed matters
+    final, updates = _run(_client(app_url), prompt, strategies, gen, block, seed, temp)
+    result = final[0]
+    assert [c["policy"] for c in result] == ["learned", "confidence_threshold"]
+    for col, spec in zip(result, strategies):
+        assert col["done"] and col["steps"] == len(col["committed_per_step"]) and col["wall_s"] > 0
+        _assert_same(col, _library(tiny_dllm, policy_dir, prompt, spec, gen, block, seed, temp))
+    # Every token of the random model clears 0.001 (a vocabulary of a few hundred tokens): one pass
+    # per block, so the threshold really reached the policy (0.9 would take one pass per token).
+    assert result[1]["nfe"] == gen // block
+    assert updates >= 2  # streamed: at least the first step and the final state
+    canvas = final[6]  # outputs: result, error, 4 infos, 4 canvases, ...
+    assert canvas.count("um-tok") == gen and 'data-state="done"' in canvas
+
+
+def test_two_clients_at_once_get_their_own_runs(app_url, tiny_dllm, policy_dir):
+    jobs = [("sort : 7 2 5", {"policy": "top_k_confidence", "params": {"k": 2}}, 1),
+            ("sudoku : 1 _ 3 4 / 3 4 _ 2 / _ 1 4 3 / 4 3 2 _", {"policy": "margin", "params": {"k": 1}}, 2)]
+
+    def go(job):  # runs of 32 steps, long enough to overlap on the server (concurrency_limit=2)
+        prompt, spec, seed = job
+        return _run(_client(app_url), prompt, [spec], 32, 8, seed, 0.5)[0][0][0]
+
+    with ThreadPoolExecutor(2) as pool:
+        cols = list(pool.map(go, jobs))
+    for col, (prompt, spec, seed) in zip(cols, jobs):
+        _assert_same(col, _library(tiny_dllm, policy_dir, prompt, spec, 32, 8, seed, 0.5))
+
+
+TOP1 = {"policy": "top_k_confidence", "params": {"k": 1}}
+
+
+@pytest.mark.parametrize("prompt, gen, block, spec, message", [
+    ("   ", 16, 8, TOP1, "prompt is empty"),
+    ("sort : " + "7 " * 300, 16, 8, TOP1, "prompt is too long"),
+    ("sort : 3 1", 16, 5, TOP1, "block_length=5 must divide gen_length=16"),
+    ("sort : 3 1", 16, 8, {"policy": "confidence_threshold", "params": {"threshold": 1.5}},
+     "threshold=1.5: must be in (0, 1]"),
+    ("sort : 3 1", 16, 8, {"policy": "learned", "params": {"checkpoint": "nope"}}, "'nope' is not shipped"),
+])
+def test_bad_input_shows_a_message_and_the_app_keeps_working(app_url, prompt, gen, block, spec, message):
+    client = _client(app_url)
+    final, _ = _run(client, prompt, [spec], gen, block)
+    assert message in final[0]["error"]
+    assert final[1]["visible"] and message in final[1]["value"]  # the error box on the page
+    final, _ = _run(client, "sort : 3 1", [{"policy": "top_k_confidence", "params": {"k": 4}}], 16, 8)
+    assert final[0][0]["done"] and final[0][0]["nfe"] == 4
+    assert final[1]["visible"] is False  # a good run clears the error box
+
+
+def test_new_random_problem_is_from_the_test_split_and_graded(app_url):
+    from training.tasks import split_of
+
+    client = _client(app_url)
+    prompt, gen, block, *_ = client.predict("sorting", api_name="/new_problem")
+    assert prompt.startswith("sort : ") and split_of(prompt) == "test" and (gen, block) == (8, 4)
+    final, _ = _run(client, prompt, [{"policy": "top_k_confidence", "params": {"k": 2}}], gen, block)
+    assert isinstance(final[0][0]["correct"], bool)  # the answer is known, so the column is graded
+
+
+def test_canvas_view_follows_the_decode_order():
+    import app_views as views
+
+    rec = views.new_record("random", "Random", {}, 4, 4, 0, mask_id=2)
+    rec.update(tokens=["a", "b", "[EOS]", "c"], kinds=["tok", "tok", "eos", "tok"], order=[1, 0, 1, 2],
+               conf=[0.9, 0.5, 0.99, 0.1], alts=[[["a", 0.9], ["z", 0.05]]] * 4,
+               steps=[{"committed": 1}, {"committed": 2}, {"committed": 1}], done=True)
+    at1 = views.canvas_html(rec, 1)
+    assert at1.count("um-new") == 2 and at1.count("um-masked") == 1 and at1.count("um-eos") == 1
+    assert "p = 0.900" in at1 and "z 0.05" in at1  # hover text: confidence and alternatives
+    assert views.canvas_html(rec, -1).count("um-masked") == 4
+    fig = views.decode_order_figure([rec])
+    assert list(fig.data[0].x) == [0, 1, 2, 3] and list(fig.data[0].y) == [1, 0, 1, 2]
+
+
+def test_app_exits_with_a_clear_message_when_the_model_cannot_load(tmp_path, capsys):
+    import app  # importing loads nothing
+
+    assert app.main(["--model", str(tmp_path), "--port", str(_free_port())]) == 2
+    err = capsys.readouterr().err
+    assert "cannot load the dLLM" in err and "no config.json" in err
+
+
+def test_browser_run_scrub_and_plots(servers, capsys):
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is missing (install Debian's chromium); never downloading a browser")
+    from playwright.sync_api import sync_playwright
+
+    from training.tasks import get_task
+
+    model = "embedded model" if "embedded model" in servers else "tiny random model"
+    url = servers[model]
+    typed = get_task("word_problems").sample(random.Random(5), "test").prompt
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        page.goto(url)
+        page.wait_for_selector("#run")
+        page.fill("#prompt textarea", typed)
+        # Click time and the first rendered canvas, both on the browser's clock.
+        page.evaluate("""() => {
+            window.__t0 = null; window.__t1 = null;
+            document.querySelector('#run').addEventListener('click', () => { window.__t0 = performance.now(); }, true);
+            new MutationObserver(() => {
+                if (window.__t0 !== null && window.__t1 === null && document.querySelector('[id^=canvas-] .um-canvas'))
+                    window.__t1 = performance.now();
+            }).observe(document.body, {subtree: true, childList: true});
+        }""")
+        page.click("#run")
+        page.wait_for_function("window.__t1 !== null", timeout=20000)
+        first_ms = page.evaluate("window.__t1 - window.__t0")
+        with capsys.disabled():
+            print(f"\n[app] click to first step on the page: {first_ms:.0f} ms ({model})")
+        done = "document.querySelectorAll('[id^=canvas-] .um-canvas[data-state=done]').length === 3"
+        page.wait_for_function(done, timeout=30000)
+
+        steps = int(page.get_attribute("#canvas-0 .um-canvas", "data-steps"))
+        assert page.locator("#canvas-0 .um-masked").count() == 0  # finished: nothing masked
+        page.locator("#slider-0 input[type=range]").fill("0")  # scrub back to the first step
+        page.wait_for_function("document.querySelector('#canvas-0 .um-canvas').dataset.step === '0'", timeout=10000)
+        new = page.locator("#canvas-0 .um-new").count()
+        assert new >= 1 and page.locator("#canvas-0 .um-masked").count() == 48 - new
+        assert "p = " in page.get_attribute("#canvas-0 .um-new >> nth=0", "data-tip")  # hover text
+        page.locator("#slider-0 input[type=range]").fill(str(steps - 1))
+        page.wait_for_function("document.querySelector('#canvas-0 .um-masked') === null", timeout=10000)
+        page.wait_for_function("document.querySelectorAll('#order-plot path.point').length >= 48", timeout=15000)
+        assert page.locator("#count-plot .js-plotly-plot").count() == 1
+
+        page.get_by_role("button", name="Full diffusion (block = length)").click()
+        page.wait_for_function("document.querySelector('#block-length input').value === '48'")
+
+        # A drawn problem has a known answer: every column is graded. This is the screenshot.
+        page.click("#draw")
+        page.wait_for_function(f"document.querySelector('#prompt textarea').value !== {json.dumps(typed)}")
+        page.click("#run")
+        page.wait_for_function("[0, 1, 2].every(i => /correct|wrong/.test("
+                               "document.querySelector('#info-' + i).innerText))", timeout=30000)
+        page.wait_for_function("document.querySelectorAll('#order-plot path.point').length >= 48", timeout=15000)
+        page.screenshot(path=SCREENSHOT, full_page=True)
+        page.get_by_role("tab", name="Policies").click()
+        page.get_by_text("Shipped learned policies").wait_for()
+        assert first_ms < 1000, f"first step took {first_ms:.0f} ms after the click"
+        browser.close()
+    assert os.path.getsize(SCREENSHOT) > 10_000
