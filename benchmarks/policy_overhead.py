@@ -6,8 +6,8 @@ parameter policy next to an 8B dLLM). A script, not a test:
     python benchmarks/policy_overhead.py --gen-length 256 --batch 1 # LLaDA-like canvas
     python benchmarks/policy_overhead.py --model GSAI-ML/LLaDA-8B-Instruct --device cuda
 
-Both timings are medians over `--repeats` runs after `--warmup` runs, under torch.no_grad, with
-CUDA synchronised around each run. The policy sees only the L generation positions; the dLLM sees
+Both timings are medians over `--repeats` interleaved runs after `--warmup` runs, under
+torch.no_grad, with CUDA synchronised around each run. The policy sees only the L generation positions; the dLLM sees
 the prompt plus the canvas.
 """
 
@@ -31,19 +31,23 @@ from unmasker.policies.learned import ConfidencePolicyNet, load_policy_net  # no
 SAMPLE_PROMPT = "Mia has 12 apples . She buys 3 more . Then she gives 4 to Tom . How many apples does Mia have now ?"
 
 
-def median_ms(fn, device: torch.device, warmup: int, repeats: int) -> float:
+def time_interleaved(fns, device: torch.device, warmup: int, repeats: int) -> list[list[float]]:
+    """Per function, `repeats` wall times in ms. The functions take turns within each repeat, so
+    load from other processes on a shared machine hits them alike and the ratio stays fair."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    times = [[] for _ in fns]
     with torch.no_grad():
         for _ in range(warmup):
-            fn()
+            for fn in fns:
+                fn()
         sync()
-        times = []
         for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            sync()
-            times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+            for fn, out in zip(fns, times):
+                start = time.perf_counter()
+                fn()
+                sync()
+                out.append(1000 * (time.perf_counter() - start))
+    return times
 
 
 def default_model(tmp: str) -> tuple[str, str]:
@@ -68,12 +72,16 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=20, help="timed runs; the median is reported (default 20)")
     ap.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
     ap.add_argument("--device", default=None, help="torch device (default: cuda if available)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch CPU threads (default 0 = torch's choice; 1 is steadier on a busy machine)")
     args = ap.parse_args(argv)
     for name in ("batch", "gen_length", "repeats"):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be >= 1")
-    if args.prompt_length < 0 or args.warmup < 0:
-        ap.error("--prompt-length and --warmup must be >= 0")
+    if args.prompt_length < 0 or args.warmup < 0 or args.threads < 0:
+        ap.error("--prompt-length, --warmup and --threads must be >= 0")
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as tmp:
         path, label = (args.model, args.model) if args.model else default_model(tmp)
@@ -101,8 +109,9 @@ def main(argv=None) -> int:
     masked = (torch.rand(B, L, generator=g) < 0.5).to(device)
     t = torch.rand(B, generator=g).to(device)
 
-    dllm_ms = median_ms(lambda: dllm.logits(ids, attn), device, args.warmup, args.repeats)
-    policy_ms = median_ms(lambda: net(confidence, masked, t), device, args.warmup, args.repeats)
+    dllm_t, policy_t = time_interleaved([lambda: dllm.logits(ids, attn), lambda: net(confidence, masked, t)],
+                                        device, args.warmup, args.repeats)
+    dllm_ms, policy_ms = statistics.median(dllm_t), statistics.median(policy_t)
 
     n_dllm = sum(p.numel() for p in dllm.model.parameters())
     n_policy = sum(p.numel() for p in net.parameters())
@@ -111,9 +120,9 @@ def main(argv=None) -> int:
     print(f"dLLM:    {label} ({dllm.backend}, {n_dllm:,} params, {dtype}) on {device}{threads}")
     print(f"policy:  ConfidencePolicyNet ({n_policy:,} params, {next(net.parameters()).dtype})")
     print(f"shape:   batch {B}, prompt {P}{note} + gen {L} = {P + L} dLLM positions; policy sees {L}")
-    print(f"timing:  median of {args.repeats} after {args.warmup} warmup, torch.no_grad")
-    print(f"dLLM forward:   {dllm_ms:9.3f} ms")
-    print(f"policy forward: {policy_ms:9.3f} ms")
+    print(f"timing:  median (min) of {args.repeats} interleaved runs after {args.warmup} warmup, torch.no_grad")
+    print(f"dLLM forward:   {dllm_ms:9.3f} ms  ({min(dllm_t):.3f})")
+    print(f"policy forward: {policy_ms:9.3f} ms  ({min(policy_t):.3f})")
     print(f"ratio policy / dLLM: {policy_ms / dllm_ms:.3f} ({100 * policy_ms / dllm_ms:.1f}% per step)")
     return 0
 

@@ -83,6 +83,7 @@ def cmd_policies(args) -> int:
 def resolve_model(path: str) -> str:
     """A relative folder missing from the cwd is looked up in the repository root (parent of the
     package), so the default works from any directory. Anything else is returned unchanged."""
+    path = os.path.expanduser(path)
     if os.path.isabs(path) or os.path.exists(path):
         return path
     candidate = os.path.join(REPO_ROOT, path)
