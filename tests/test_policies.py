@@ -138,12 +138,14 @@ def test_confidence_threshold_accepts_one():
 
 # -- factor (Fast-dLLM) ----------------------------------------------------------------------------
 def test_factor_hand_example():
-    # sorted c = 0.99 (pos 1), 0.9 (pos 3), 0.8 (pos 2), 0.5 (pos 0)
-    # (n+1)(1-c_(n)): n=1 0.02, n=2 0.3, n=3 0.8, n=4 2.5
-    probs = [[0.5, 0.99, 0.8, 0.9]]
+    # sorted c = 0.99 (pos 1), 0.9 (pos 3), 0.8 (pos 2), 0.78 (pos 0)
+    # (n+1)(1-c_(n)): n=1 0.02, n=2 0.3, n=3 0.8, n=4 1.1   (n(1-c_(n)) would accept n=4 at f=1)
+    probs = [[0.78, 0.99, 0.8, 0.9]]
     assert positions(Factor(factor=1.0).select(make_ctx(probs))) == {1, 3, 2}
     assert positions(Factor(factor=0.5).select(make_ctx(probs))) == {1, 3}
-    assert positions(Factor(factor=3.0).select(make_ctx(probs))) == {0, 1, 2, 3}
+    assert positions(Factor(factor=1.2).select(make_ctx(probs))) == {0, 1, 2, 3}
+    # two candidates: 3 * (1 - 0.6) = 1.2 > 1, so only the top one
+    assert positions(Factor(factor=1.0).select(make_ctx([[0.6, 0.95]]))) == {1}
 
 
 def test_factor_always_commits_the_top_rank():
