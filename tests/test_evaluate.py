@@ -1,0 +1,140 @@
+"""Evaluation harness and report: Pareto helpers on hand-made lists, grid expansion from cards,
+the harness and the quick report on the tiny random model, resume."""
+
+import json
+import os
+
+import pytest
+
+from training import evaluate, report
+from training.evaluate import Method, matched_nfe_gap, pareto_frontier
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The tiny models gain nothing from threads, and on a shared 2-core machine intra-op spinning
+    makes each step ~40x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+POINT_FIELDS = {"policy", "params", "task", "model", "block_length", "gen_length", "seed", "n", "accuracy",
+                "mean_nfe", "tokens_per_nfe", "wall_seconds", "policy_time_share", "forward_passes"}
+
+
+def test_pareto_frontier_hand_made():
+    points = [(10, 0.5), (20, 0.6), (15, 0.4), (20, 0.55), (30, 0.6), (5, 0.2), (40, 0.9), (5, 0.1), (10, 0.5)]
+    assert pareto_frontier(points) == [(5, 0.2), (10, 0.5), (20, 0.6), (40, 0.9)]
+    assert pareto_frontier([]) == []
+    assert pareto_frontier([(3, 0.0)]) == [(3, 0.0)]
+    # a cheaper point that is as accurate removes every costlier one
+    assert pareto_frontier([(50, 0.8), (8, 0.8), (20, 0.7)]) == [(8, 0.8)]
+
+
+def test_matched_nfe_gap_is_stepwise_from_below():
+    a = [(5, 0.3), (10, 0.5), (20, 0.65), (40, 0.9)]
+    b = [(8, 0.4), (10, 0.45), (25, 0.8)]
+    got = matched_nfe_gap(a, b)
+    # a@5: b has nothing that cheap -> left out; a@10: b's best at <= 10 is 0.45 (exact NFE counts);
+    # a@20: still 0.45 (b's 0.8 costs 25, no credit); a@40: 0.8
+    assert [g[0] for g in got] == [10, 20, 40]
+    assert [g[2] for g in got] == [0.45, 0.45, 0.8]
+    assert [g[3] for g in got] == pytest.approx([0.05, 0.2, 0.1])
+    assert matched_nfe_gap(a, []) == []
+    assert matched_nfe_gap([(3, 0.1)], b) == []
+
+
+def _fake_policy(folder, init_bias=-2.0, **card):
+    """An untrained policy checkpoint; init_bias sets its unmask probability sigmoid(bias / tau)."""
+    from unmasker.policies.learned import ConfidencePolicyNet
+
+    ConfidencePolicyNet(init_bias=init_bias).save_pretrained(folder)
+    with open(os.path.join(folder, "card.json"), "w") as f:
+        json.dump({"name": os.path.basename(folder), **card}, f)
+    return folder
+
+
+def test_learned_method_selects_checkpoints_by_card(tmp_path):
+    _fake_policy(str(tmp_path / "wp-a1"), task="word_problems", block_length=8, alpha=1.0, reward="multiplicative")
+    _fake_policy(str(tmp_path / "wp-a3"), task="word_problems", config={"block_length": 8, "alpha": 3})
+    _fake_policy(str(tmp_path / "sudoku"), task="sudoku", block_length=4, alpha=1)
+    (tmp_path / "training-now").mkdir()  # a folder still being written: card only
+    (tmp_path / "training-now" / "card.json").write_text(json.dumps({"task": "word_problems", "block_length": 8}))
+
+    m = Method(id="lw", policy="learned", checkpoints="*", match={"task": "word_problems", "block_length": 8},
+               sweep={"temperature": [0.5, 1.0]})
+    variants, notes = m.variants(str(tmp_path))
+    assert sorted({v.checkpoint for v in variants}) == ["wp-a1", "wp-a3"]  # nested "config" fields count
+    assert len(variants) == 4 and all(v.policy_hash for v in variants)
+    assert any("training-now" in n for n in notes)
+    one = Method(id="a1", policy="learned", checkpoints="*", match={"alpha": 1, "task": ["word_problems"]},
+                 per_checkpoint=True)
+    (v,), _ = one.variants(str(tmp_path))  # alpha 1 matches the card's 1.0
+    assert v.line == "a1 [wp-a1]" and v.params["checkpoint"].endswith("wp-a1")
+    none, notes = Method(id="x", policy="learned", checkpoints="*", match={"reward": "additive"}).variants(str(tmp_path))
+    assert none == [] and "skipped" in notes[-1]
+    with pytest.raises(ValueError, match="thresh"):
+        Method(id="bad", policy="confidence_threshold", sweep={"thresh": [0.9]})
+
+
+def test_harness_two_policies_json_figure_and_resume(tiny_model_dir, tmp_path, monkeypatch):
+    out = str(tmp_path / "res.json")
+    argv = ["--model", tiny_model_dir, "--policies", "top_k_confidence:k=2,8", "learned:temperature=1.0",
+            "--n", "6", "--batch_size", "4", "--seeds", "0", "1", "--out", out, "--progress", "false"]
+    evaluate.main(argv)
+    points = json.load(open(out))["points"]
+    assert len(points) == 4  # top-k: 2 values x 1 seed (deterministic); learned: 2 seeds
+    for p in points:
+        assert POINT_FIELDS <= set(p)
+        assert p["n"] == 6 and p["task"] == "word_problems" and (p["block_length"], p["gen_length"]) == (8, 48)
+        assert 0 <= p["accuracy"] <= 1 and 0 <= p["policy_time_share"] < 1
+        assert p["tokens_per_nfe"] == pytest.approx(p["gen_length"] / p["mean_nfe"])
+    nfe = {p["params"].get("k"): p["mean_nfe"] for p in points if p["policy"] == "top_k_confidence"}
+    assert nfe == {2: 24.0, 8: 6.0}  # k per step inside 6 blocks of 8
+    assert sorted(p["seed"] for p in points if p["policy"] == "learned") == [0, 1]
+    assert os.path.getsize(str(tmp_path / "res.html")) > 1000
+
+    def must_not_run(*a, **k):
+        raise AssertionError("a finished point was measured again")
+
+    monkeypatch.setattr(evaluate, "evaluate_point", must_not_run)
+    evaluate.main(argv)  # every point already in the JSON
+    assert json.load(open(out))["points"] == points
+
+
+def test_quick_report_with_tiny_model(tiny_model_dir, tmp_path, monkeypatch):
+    pol = tmp_path / "policies"
+    _fake_policy(str(pol / "wp-a1"), 0.0, task="word_problems", block_length=8, alpha=1, reward="multiplicative")
+    _fake_policy(str(pol / "wp-a3"), 6.0, task="word_problems", block_length=8, alpha=3, reward="additive")
+    out = tmp_path / "report"
+    cfg = report.ReportConfig(quick=True, model=tiny_model_dir, policies_dir=str(pol), out=str(out), progress=False)
+    first = report.run_report(cfg, log=lambda *_: None)
+
+    text = (out / "RESULTS.md").read_text()
+    grid = report.load_grid(cfg.grid_path())
+    for sec in grid.sections:
+        assert f"## {sec.title}" in text
+    assert "checkpoints/tiny-dllm-b" in text and "Skipped" in text  # missing model: a note, not a crash
+    assert "Learned (Sudoku): skipped" in text  # no Sudoku policy among the fakes
+    assert "Matched-NFE gap" in text and "collapsed" in text
+    for sid in ("semi_ar", "block_length", "reward", "wallclock"):
+        assert (out / f"fig_{sid}.html").exists()
+    points = json.load(open(out / "results.json"))["points"]
+    assert {p["policy"] for p in points} >= {"learned", "top_k_confidence", "confidence_threshold", "random"}
+    assert {p["task"] for p in points} == {"word_problems", "word_problems_long", "sudoku", "sorting"}
+    reward = {r["line"]: r for r in first["sections"]["reward"]["rows"]}
+    assert set(reward) == {"Additive reward [wp-a3]", "Multiplicative reward [wp-a1]"}
+    # sigmoid(6) ~ 0.998: the whole block goes in one step, NFE = number of blocks
+    assert reward["Additive reward [wp-a3]"]["collapsed"] and reward["Additive reward [wp-a3]"]["mean_nfe"] < 6.6
+    assert not reward["Multiplicative reward [wp-a1]"]["collapsed"]
+
+    # a human interpretation survives regeneration, and nothing is measured twice
+    human = "> The learned policy is slower here because it is untrained.\n"
+    (out / "RESULTS.md").write_text(text.replace(report.HUMAN_PLACEHOLDER, human, 1))
+    monkeypatch.setattr(evaluate, "evaluate_point", lambda *a, **k: pytest.fail("resume measured a point"))
+    report.run_report(cfg, log=lambda *_: None)
+    again = (out / "RESULTS.md").read_text()
+    assert again.count(human) == 1 and again.count(report.HUMAN_PLACEHOLDER) == len(grid.sections) - 1

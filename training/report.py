@@ -1,0 +1,424 @@
+"""Regenerate the results report: run every experiment of a grid TOML, then write RESULTS.md,
+results.json (every point) and one figure per section.
+
+    python -m training.report                 # training/eval_grids/report.toml -> docs/
+    python -m training.report --quick         # quick.toml (about a minute) -> runs/report-quick/
+    python -m training.report --dry_run       # plan and time estimate only
+
+The grid (sections, methods, sweeps, n, seeds) is data: see the comments in report.toml. This
+module turns sections into requests for `training.evaluate` and renders what comes back; the
+reading sentences are templates filled with measured numbers, and each section keeps a marked
+block for a human interpretation that survives regeneration.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+import statistics
+import subprocess
+import time
+import tomllib
+from dataclasses import dataclass, field
+
+from .evaluate import (Method, Request, Setting, calibrate, estimate_seconds, expand_lengths, load_points,
+                       make_requests, matched_nfe_gap, model_available, pareto_frontier, run_requests)
+
+GRIDS = os.path.join(os.path.dirname(__file__), "eval_grids")
+VIEWS = ("frontier", "block_length", "collapse", "wallclock")
+HUMAN = re.compile(r"<!-- human:(\w+) -->\n(.*?)<!-- /human:\1 -->", re.S)
+HUMAN_PLACEHOLDER = "> **Interpretation:** _to be written by a person (kept when the report is regenerated)._\n"
+
+
+@dataclass(frozen=True)
+class Section:
+    """One experiment of the report: settings (tasks x models x lengths) x methods x seeds."""
+
+    id: str
+    title: str
+    methods: tuple[str, ...]
+    view: str = "frontier"
+    description: str = ""
+    tasks: tuple[str, ...] = ("word_problems",)
+    models: tuple[str, ...] = ()  # empty: the default model
+    block_lengths: tuple = ("task",)  # ints, "task" (the task's own) or "full" (= gen length)
+    gen_lengths: tuple = ("task",)
+    n: int | None = None
+    seeds: tuple[int, ...] | None = None
+    split: str | None = None
+    temperature: float | None = None
+    compare: tuple = (("learned", "heuristics"),)  # frontier view: pairs of method ids / groups
+    collapse_tolerance: float = 0.1  # collapse view: mean NFE <= (1 + tol) x number of blocks
+
+    def __post_init__(self):
+        if not re.fullmatch(r"\w+", self.id):
+            raise ValueError(f"section id {self.id!r}: letters, digits and _ only (used in file names)")
+        if self.view not in VIEWS:
+            raise ValueError(f"section {self.id}: view={self.view!r}, expected one of {VIEWS}")
+        if not self.methods:
+            raise ValueError(f"section {self.id}: methods is empty")
+
+
+@dataclass(frozen=True)
+class Grid:
+    defaults: dict
+    methods: dict[str, Method]
+    sections: tuple[Section, ...]
+    path: str
+
+
+DEFAULT_KEYS = {"model", "policies_dir", "split", "n", "seeds", "batch_size", "temperature"}
+
+
+def load_grid(path: str) -> Grid:
+    """Read and validate a grid TOML ([defaults], [methods.<id>], [[sections]])."""
+    with open(path, "rb") as f:
+        data = tomllib.load(f)
+    _only(data, {"defaults", "methods", "sections"}, path)
+    defaults = {"model": "checkpoints/tiny-dllm", "policies_dir": "checkpoints/policies", "split": "test",
+                "n": 500, "seeds": [0, 1, 2], "batch_size": 64, "temperature": 0.0}
+    _only(data.get("defaults", {}), DEFAULT_KEYS, f"{path} [defaults]")
+    defaults.update(data.get("defaults", {}))
+    methods = {}
+    for mid, spec in data.get("methods", {}).items():
+        _only(spec, {f for f in Method.__dataclass_fields__} - {"id"}, f"{path} [methods.{mid}]")
+        methods[mid] = Method(id=mid, **spec)
+    sections = []
+    for spec in data.get("sections", []):
+        _only(spec, set(Section.__dataclass_fields__), f"{path} [[sections]] {spec.get('id', '?')}")
+        spec = {k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
+                for k, v in spec.items()}
+        sec = Section(**spec)
+        unknown = [m for m in sec.methods if m not in methods]
+        unknown += [m for pair in sec.compare for m in pair if m not in methods and m not in ("learned", "heuristics")]
+        if unknown:
+            raise ValueError(f"{path}: section {sec.id} uses undefined methods {unknown}")
+        if any(len(pair) != 2 for pair in sec.compare):
+            raise ValueError(f"{path}: section {sec.id}: compare entries must be [A, B] pairs, got {sec.compare}")
+        from .tasks import TASKS
+
+        if set(sec.tasks) - set(TASKS):
+            raise ValueError(f"{path}: section {sec.id}: unknown tasks {sorted(set(sec.tasks) - set(TASKS))}")
+        sections.append(sec)
+    ids = [s.id for s in sections]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{path}: duplicate section ids in {ids}")
+    return Grid(defaults, methods, tuple(sections), path)
+
+
+def _only(d: dict, allowed: set, where: str):
+    bad = set(d) - set(allowed)
+    if bad:
+        raise ValueError(f"{where}: unknown keys {sorted(bad)}; allowed: {sorted(allowed)}")
+
+
+def plan_section(grid: Grid, sec: Section, model: str | None = None, policies_dir: str | None = None):
+    """Requests of one section and the notes on what was skipped. `model` replaces the default
+    model (sections that name their own models keep them)."""
+    d = grid.defaults
+    default_model = model or d["model"]
+    notes, settings = [], []
+    for m in sec.models or (default_model,):
+        if not model_available(m):
+            notes.append(f"model {m!r} not found (no config.json + weights): its settings were skipped.")
+            continue
+        for task in sec.tasks:
+            try:
+                pairs = expand_lengths(sec.block_lengths, sec.gen_lengths, task)
+            except ValueError as err:
+                notes.append(f"{task}: {err}; skipped.")
+                continue
+            for bl, gl in pairs:
+                settings.append(Setting(task, m, bl, gl, sec.split or d["split"], sec.n or d["n"],
+                                        sec.temperature if sec.temperature is not None else d["temperature"]))
+    variants = []
+    for mid in sec.methods:
+        vs, ns = grid.methods[mid].variants(policies_dir or d["policies_dir"])
+        variants += vs
+        notes += ns
+    seeds = list(sec.seeds or d["seeds"])
+    requests = make_requests(settings, variants, seeds, {k: m.seeds for k, m in grid.methods.items()})
+    return requests, notes
+
+
+# -- reading sentences (templates filled with numbers) -----------------------------------------
+def _group(rows, name):
+    if name == "learned":
+        return [r for r in rows if r["policy"] == "learned"]
+    if name == "heuristics":
+        return [r for r in rows if r["policy"] != "learned"]
+    return [r for r in rows if r["method"] == name]
+
+
+def _best(rows):
+    return max(rows, key=lambda r: (r["accuracy"], -r["mean_nfe"]))
+
+
+def _point(r):
+    return f"{100 * r['accuracy']:.1f}% at {r['mean_nfe']:.1f} NFE ({r['line']}, {r['params'] or 'default'})"
+
+
+def read_frontier(rows, sec: Section, names: dict[str, str]) -> list[str]:
+    out = []
+    for setting in dict.fromkeys(r["setting"] for r in rows):
+        mine = [r for r in rows if r["setting"] == setting]
+        for a, b in sec.compare:
+            ra, rb = _group(mine, a), _group(mine, b)
+            la, lb = names.get(a, a), names.get(b, b)
+            if not ra or not rb:
+                missing = la if not ra else lb
+                if ra or rb:
+                    out.append(f"{setting}: no {missing} points (see notes); best {la if ra else lb} "
+                               f"{_point(_best(ra or rb))}.")
+                continue
+            fa = pareto_frontier((r["mean_nfe"], r["accuracy"]) for r in ra)
+            fb = pareto_frontier((r["mean_nfe"], r["accuracy"]) for r in rb)
+            text = f"{setting}: best {la} {_point(_best(ra))}; best {lb} {_point(_best(rb))}."
+            gaps = [g for *_, g in matched_nfe_gap(fa, fb)]
+            if gaps:
+                text += (f" Matched-NFE gap ({la} minus {lb}, over {len(gaps)} frontier point(s)): mean "
+                         f"{100 * statistics.fmean(gaps):+.1f} points, range {100 * min(gaps):+.1f} to "
+                         f"{100 * max(gaps):+.1f}.")
+            else:
+                text += f" Every {la} frontier point is cheaper than all {lb} points: no matched-NFE comparison."
+            cheap, at = fa[0], _step(fb, fa[0][0])
+            text += (f" Cheapest {la} frontier point: {100 * cheap[1]:.1f}% at {cheap[0]:.1f} NFE"
+                     + (f" vs {100 * at:.1f}% for {lb} within the same budget." if at is not None else "."))
+            out.append(text)
+    return out
+
+
+def _step(frontier, nfe):
+    from .evaluate import step_accuracy
+
+    return step_accuracy(frontier, nfe)
+
+
+def read_block_length(rows, sec: Section, names) -> list[str]:
+    out = []
+    for panel in dict.fromkeys(_no_block(r) for r in rows):
+        parts = []
+        for line, params in dict.fromkeys((r["line"], r["params"]) for r in rows if _no_block(r) == panel):
+            mine = sorted((r for r in rows if _no_block(r) == panel and (r["line"], r["params"]) == (line, params)),
+                          key=lambda r: r["block_length"])
+            lo, hi = mine[0], mine[-1]
+            name = line if params in line or not params else f"{line} ({params})"
+            parts.append(f"{name} {100 * lo['accuracy']:.1f}% → {100 * hi['accuracy']:.1f}% "
+                         f"(NFE {lo['mean_nfe']:.1f} → {hi['mean_nfe']:.1f})")
+        bls = sorted({r["block_length"] for r in rows if _no_block(r) == panel})
+        out.append(f"{panel}, block length {bls[0]} → {bls[-1]}: " + "; ".join(parts) + ".")
+    return out
+
+
+def _no_block(r):
+    return f"{r['task']} | {os.path.basename(os.path.normpath(r['model']))} | L={r['gen_length']}"
+
+
+def mark_collapsed(rows, tolerance: float):
+    for r in rows:
+        r["collapsed"] = r["mean_nfe"] <= (1 + tolerance) * r["num_blocks"]
+
+
+def read_collapse(rows, sec: Section, names) -> list[str]:
+    out = []
+    for mid in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == mid]
+        coll = [r for r in mine if r["collapsed"]]
+        text = (f"{names.get(mid, mid)}: {len(coll)} of {len(mine)} point(s) collapsed (mean NFE within "
+                f"{100 * sec.collapse_tolerance:.0f}% of the number of blocks); accuracy "
+                f"{100 * min(r['accuracy'] for r in mine):.1f}–{100 * max(r['accuracy'] for r in mine):.1f}%, "
+                f"tokens per NFE {min(r['tokens_per_nfe'] for r in mine):.2f}–{max(r['tokens_per_nfe'] for r in mine):.2f}")
+        ok = [r for r in mine if not r["collapsed"]]
+        out.append(text + (f"; best non-collapsed {_point(_best(ok))}." if ok else "."))
+    return out
+
+
+def read_wallclock(rows, sec: Section, names) -> list[str]:
+    out = []
+    xs, ys = [r["mean_nfe"] for r in rows], [r["ms_per_problem"] for r in rows]
+    if len(rows) > 2 and len(set(xs)) > 1 and len(set(ys)) > 1:
+        slope = statistics.linear_regression(xs, ys).slope
+        out.append(f"Over {len(rows)} points, wall time per problem follows mean NFE with Pearson r = "
+                   f"{statistics.correlation(xs, ys):.2f} ({slope:.2f} ms per extra NFE)"
+                   + (f" and dLLM calls per batch with r = {statistics.correlation(bs, ys):.2f}."
+                      if len(set(bs := [r["batch_passes"] for r in rows])) > 1 else "."))
+    for group, name in (("learned", "Learned policies"), ("heuristics", "Heuristics")):
+        shares = [r["policy_time_share"] for r in _group(rows, group) if r["policy_time_share"] is not None]
+        if shares:
+            out.append(f"{name}: the selection step itself takes {100 * statistics.fmean(shares):.1f}% of wall "
+                       f"time on average (max {100 * max(shares):.1f}%).")
+    return out
+
+
+READERS = {"frontier": read_frontier, "block_length": read_block_length, "collapse": read_collapse,
+           "wallclock": read_wallclock}
+TABLE_COLUMNS = {
+    "frontier": ("line", "params", "setting", "seeds", "accuracy", "mean_nfe", "tokens_per_nfe"),
+    "block_length": ("line", "params", "setting", "block_length", "seeds", "accuracy", "mean_nfe"),
+    "collapse": ("line", "params", "setting", "seeds", "accuracy", "mean_nfe", "tokens_per_nfe", "collapsed"),
+    "wallclock": ("line", "params", "setting", "accuracy", "mean_nfe", "batch_passes", "ms_per_problem",
+                  "policy_time_share"),
+}
+
+
+def section_figure(rows, sec: Section):
+    from .eval_views import frontier_figure
+
+    if sec.view == "block_length":  # one line per (method, fixed params)
+        several = {r["line"] for r in rows if len({q["params"] for q in rows if q["line"] == r["line"]}) > 1}
+        rows = [{**r, "line": f"{r['line']} ({r['params']})"} if r["line"] in several else r for r in rows]
+        return frontier_figure(rows, sec.title, x="block_length", panel=_no_block, frontier=False)
+    if sec.view == "wallclock":
+        return frontier_figure(rows, sec.title, y="ms_per_problem", frontier=False)
+    return frontier_figure(rows, sec.title)
+
+
+# -- the whole report ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ReportConfig:
+    quick: bool = field(default=False, metadata={"help": "run eval_grids/quick.toml (about a minute)"})
+    grid: str = field(default="", metadata={"help": "grid TOML (default: eval_grids/report.toml, or quick.toml)"})
+    out: str = field(default="", metadata={"help": "output folder (default: docs/, or runs/report-quick/)"})
+    model: str = field(default="", metadata={"help": "replace the grid's default dLLM folder"})
+    policies_dir: str = field(default="", metadata={"help": "replace the grid's policy checkpoint folder"})
+    sections: list[str] = field(default_factory=list, metadata={"help": "only these section ids"})
+    batch_size: int = field(default=0, metadata={"help": "problems per generate() call (0: the grid's)"})
+    device: str = field(default="", metadata={"help": "cpu / cuda (default: cuda if available)"})
+    threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = leave default)"})
+    dry_run: bool = field(default=False, metadata={"help": "print the plan and time estimate, run nothing"})
+    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+
+    def __post_init__(self):
+        if self.batch_size < 0 or self.threads < 0:
+            raise ValueError(f"batch_size={self.batch_size}, threads={self.threads}: must be >= 0")
+
+    def grid_path(self) -> str:
+        return self.grid or os.path.join(GRIDS, "quick.toml" if self.quick else "report.toml")
+
+    def out_dir(self) -> str:
+        return self.out or ("runs/report-quick" if self.quick else "docs")
+
+
+def run_report(cfg: ReportConfig, log=print) -> dict:
+    """Plan, estimate, run, render. Returns {"sections": {...}, "seconds": wall, "estimate": s}."""
+    grid = load_grid(cfg.grid_path())
+    out = cfg.out_dir()
+    os.makedirs(out, exist_ok=True)
+    results = os.path.join(out, "results.json")
+    batch = cfg.batch_size or grid.defaults["batch_size"]
+    unknown = set(cfg.sections) - {s.id for s in grid.sections}
+    if unknown:
+        raise ValueError(f"--sections {sorted(unknown)}: not in {grid.path} ({[s.id for s in grid.sections]})")
+    plans = {s.id: plan_section(grid, s, cfg.model or None, cfg.policies_dir or None) for s in grid.sections}
+    # --sections limits what is measured; the report always shows every section from the store
+    sections = [s for s in grid.sections if not cfg.sections or s.id in cfg.sections]
+    requests = [r for s in sections for r in plans[s.id][0]]
+    store = load_points(results)
+    pending = {r.key() for r in requests} - set(store)
+    estimate, per_pass = None, 0.0
+    if pending:
+        model = next(r.setting.model for r in requests if r.key() in pending)
+        per_pass = calibrate(model, batch, cfg.device or None)
+        estimate = estimate_seconds(requests, store, batch, per_pass)
+        log(f"{len(pending)} of {len({r.key() for r in requests})} points to run; "
+            f"estimated {estimate / 60:.1f} min ({1000 * per_pass:.2f} ms per sample-pass at L=48, batch {batch})")
+    if cfg.dry_run:
+        for s in sections:
+            reqs, notes = plans[s.id]
+            alone = estimate_seconds(reqs, store, batch, per_pass) if pending else 0.0
+            log(f"[{s.id}] {len(reqs)} points, {alone / 60:.1f} min if run alone"
+                + "".join(f"\n  note: {n}" for n in notes))
+        return {"sections": {}, "seconds": 0.0, "estimate": estimate}
+    if pending and not cfg.threads and (cfg.device or "cpu") == "cpu" and os.getloadavg()[0] > 1.0:
+        log("note: the CPU is busy (load average > 1); --threads 1 avoids thread oversubscription, "
+            "which can slow each step by an order of magnitude")
+    start = time.perf_counter()
+    store = run_requests(requests, results, batch, cfg.device or None, progress=cfg.progress, log=log)
+    seconds = time.perf_counter() - start
+    rendered = {}
+    for s in grid.sections:
+        reqs, notes = plans[s.id]
+        rendered[s.id] = render_section(grid, s, reqs, store, notes, out)
+    write_markdown(os.path.join(out, "RESULTS.md"), grid, grid.sections, rendered, cfg, seconds, batch)
+    log(f"wrote {out}/RESULTS.md and {results} after measuring for {seconds / 60:.1f} min")
+    return {"sections": rendered, "seconds": seconds, "estimate": estimate}
+
+
+def render_section(grid: Grid, sec: Section, reqs: list[Request], store: dict, notes: list[str], out: str) -> dict:
+    from .eval_views import aggregate, markdown_table
+
+    done = [(r, store[r.key()]) for r in reqs if r.key() in store]
+    if len(done) < len(reqs):
+        notes = notes + [f"{len(reqs) - len(done)} of {len(reqs)} points not measured yet "
+                         "(the last run was limited with --sections)."]
+    rows = aggregate(done)
+    if sec.view == "collapse":
+        mark_collapsed(rows, sec.collapse_tolerance)
+    names = {mid: (m.label or mid) for mid, m in grid.methods.items()}
+    names.update({"learned": "learned policies", "heuristics": "heuristics"})
+    figure = None
+    if rows:
+        figure = f"fig_{sec.id}.html"
+        section_figure(rows, sec).write_html(os.path.join(out, figure), include_plotlyjs="cdn")
+    return {"rows": rows, "notes": notes, "figure": figure,
+            "reading": READERS[sec.view](rows, sec, names) if rows else [],
+            "table": markdown_table(rows, TABLE_COLUMNS[sec.view])}
+
+
+def write_markdown(path, grid, sections, rendered, cfg, seconds, batch):
+    kept = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            kept = {m.group(1): m.group(2) for m in HUMAN.finditer(f.read())}
+    d = grid.defaults
+    lines = [
+        "# Results", "",
+        f"_Generated by `python -m training.report{' --quick' if cfg.quick else ''}` on "
+        f"{datetime.date.today().isoformat()} from `{os.path.relpath(grid.path)}` (commit {_commit()}). "
+        "Every point is in [`results.json`](results.json). Regenerating rewrites this file except the "
+        "blocks between `<!-- human:... -->` markers._", "",
+        f"Setup: default model `{cfg.model or d['model']}`, {d['split']} split, dLLM greedy "
+        f"(temperature {d['temperature']}), batch {batch}; stochastic policies (random, learned) over seeds "
+        f"{list(d['seeds'])} with mean ± std over seeds, deterministic heuristics on one seed. "
+        "NFE = dLLM forward passes per problem; tokens / NFE = gen length / mean NFE. "
+        f"Points measured by this run took {seconds / 60:.1f} min.", "",
+    ]
+    for s in sections:
+        r = rendered[s.id]
+        lines += [f"## {s.title}", ""]
+        if s.description:
+            lines += [s.description.strip(), ""]
+        if r["figure"]:
+            lines += [f"Figure: [{r['figure']}]({r['figure']})", ""]
+        if r["reading"]:
+            lines += ["**Reading (generated from the numbers):**", ""] + [f"- {t}" for t in r["reading"]] + [""]
+        if r["notes"]:
+            lines += ["**Skipped:**", ""] + [f"- {n}" for n in r["notes"]] + [""]
+        lines += [f"<!-- human:{s.id} -->", kept.get(s.id, HUMAN_PLACEHOLDER).rstrip("\n"),
+                  f"<!-- /human:{s.id} -->", "", r["table"], ""]
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=True, cwd=os.path.dirname(__file__)).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main(argv=None):
+    from transformers import HfArgumentParser
+
+    (cfg,) = HfArgumentParser(ReportConfig).parse_args_into_dataclasses(args=argv)
+    if cfg.threads:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
+    run_report(cfg)
+
+
+if __name__ == "__main__":
+    main()
