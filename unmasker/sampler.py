@@ -106,7 +106,7 @@ def iter_unmask(
             active = (masked & in_block).any(-1)
             if not active.any():
                 break
-            logits = dllm.logits(x, attn)[:, P:].float()
+            logits = _active_logits(dllm, x, attn, active)[:, P:].float()
             # Never propose the mask token itself: committing it would leave a position masked
             # while counting it as done (dInfer excludes such proposals too, anchors 1.4).
             logits[..., mask_id] = float("-inf")
@@ -139,6 +139,19 @@ def iter_unmask(
                 elapsed=time.perf_counter() - start, top_ids=top_ids, top_probs=top_probs,
             )
             index += 1
+
+
+def _active_logits(dllm: DLLM, x: torch.Tensor, attn: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+    """Logits for the rows that still have work; finished rows get zeros (uniform, never used:
+    nothing of theirs is eligible). Saves the passes a batch would spend waiting for its slowest
+    sample (1.3-1.5x for adaptive policies)."""
+    if bool(active.all()):
+        return dllm.logits(x, attn)
+    rows = active.nonzero().squeeze(-1)
+    sub = dllm.logits(x[rows], attn[rows])
+    out = torch.zeros((x.shape[0],) + tuple(sub.shape[1:]), dtype=sub.dtype, device=sub.device)
+    out[rows] = sub
+    return out
 
 
 def _check_action(commit, eligible, policy):

@@ -13,7 +13,9 @@ _DIGITS = re.compile(r"\d+")
 
 
 def _solutions() -> list[tuple[int, ...]]:
-    """All 288 valid 4x4 grids, by relabelling / row / column / band symmetries of one grid."""
+    """The 96 valid 4x4 grids reachable from one base grid by relabelling, row/column swaps inside
+    bands/stacks, band swaps and transposition (of the 288 valid grids in all). Train and test
+    puzzles differ in their givens but share this pool of solutions."""
     out = set()
     for perm in itertools.permutations([1, 2, 3, 4]):
         for rows in itertools.product([(0, 1), (1, 0)], [(2, 3), (3, 2)]):

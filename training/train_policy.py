@@ -1,0 +1,312 @@
+"""Train the learned unmasking policy with GRPO, the dLLM frozen (paper section 3).
+
+Each step: P prompts x G rollouts through the one sampling loop (policy Bernoulli actions,
+no fallback, dLLM greedy), reward = correct x ((L - NFE + 1) / L)^alpha, advantage = reward -
+group mean, clipped per-timestep likelihood ratio, mu optimisation passes, no KL. Optional expert
+steering adds one Fast-dLLM rollout per group (paper 7). Resumable; JSONL metrics; best
+checkpoint by validation reward. `python -m training.train_policy` or `accelerate launch -m ...`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from . import grpo
+
+STATE_FILE = "train_state/state.pt"
+
+
+@dataclass(frozen=True)
+class PolicyTrainConfig:
+    output_dir: str = field(default="checkpoints/policies/semiar-a1", metadata={"help": "policy folder to write"})
+    model: str = field(default="checkpoints/tiny-dllm", metadata={"help": "frozen dLLM (folder or hub id)"})
+    task: str = field(default="word_problems", metadata={"help": "training task family"})
+    gen_length: int = field(default=0, metadata={"help": "generation length L (0 = the task's)"})
+    block_length: int = field(default=0, metadata={"help": "block length (0 = the task's semi-AR block)"})
+    full_diffusion: bool = field(default=False, metadata={"help": "one block of length L"})
+    alpha: float = field(default=1.0, metadata={"help": "compute exponent alpha of the reward (>= 0)"})
+    reward: str = field(default="multiplicative", metadata={"help": "multiplicative | additive (ablation)"})
+    group_size: int = field(default=8, metadata={"help": "rollouts per prompt G"})
+    prompts_per_step: int = field(default=8, metadata={"help": "prompts per rollout round (per process)"})
+    epsilon: float = field(default=0.5, metadata={"help": "clip range of the likelihood ratio"})
+    mu: int = field(default=2, metadata={"help": "optimisation passes per rollout batch"})
+    lr: float = field(default=1e-3, metadata={"help": "peak AdamW learning rate"})
+    weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay"})
+    max_grad_norm: float = field(default=0.2, metadata={"help": "gradient clipping norm"})
+    warmup_steps: int = field(default=10, metadata={"help": "linear warmup (optimiser steps)"})
+    max_steps: int = field(default=80, metadata={"help": "rollout rounds (cosine schedule length)"})
+    max_minutes: float = field(default=60.0, metadata={"help": "stop after this wall time (this run)"})
+    train_temperature: float = field(default=1.0, metadata={"help": "policy temperature during training"})
+    eval_temperature: float = field(default=0.0, metadata={"help": "policy temperature for validation (0 = paper: 0.5 semi-AR, 1 full)"})
+    eval_every: int = field(default=10, metadata={"help": "validate every N rounds"})
+    eval_problems: int = field(default=128, metadata={"help": "validation problems"})
+    expert_steering: bool = field(default=False, metadata={"help": "add one Fast-dLLM rollout per group"})
+    expert_threshold: float = field(default=0.9, metadata={"help": "Fast-dLLM threshold of the expert"})
+    expert_block_length: int = field(default=0, metadata={"help": "expert block length (0 = task's semi-AR block)"})
+    init_checkpoint: str = field(default="", metadata={"help": "start from this policy instead of the smart init"})
+    save_every: int = field(default=5, metadata={"help": "resumable state every N rounds"})
+    threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = default)"})
+    seed: int = field(default=123, metadata={"help": "seed (init, prompts, rollouts)"})
+    resume: bool = field(default=True, metadata={"help": "continue from output_dir/train_state if present"})
+
+    def __post_init__(self):
+        from unmasker.policies import ConfidenceThreshold  # validates the threshold
+
+        from .tasks import TASKS
+
+        if self.task not in TASKS:
+            raise ValueError(f"task={self.task!r}: known tasks are {sorted(TASKS)}")
+        if self.reward not in grpo.REWARDS:
+            raise ValueError(f"reward={self.reward!r}: expected one of {sorted(grpo.REWARDS)}")
+        if not (self.alpha >= 0 and math.isfinite(self.alpha)):
+            raise ValueError(f"alpha={self.alpha!r}: must be a finite number >= 0")
+        for k in ("group_size", "prompts_per_step", "mu", "max_steps", "eval_every", "eval_problems", "save_every"):
+            if getattr(self, k) < 1:
+                raise ValueError(f"{k}={getattr(self, k)!r}: must be >= 1")
+        if self.group_size < 2:
+            raise ValueError(f"group_size={self.group_size}: GRPO needs at least 2 rollouts per prompt")
+        if not (0 < self.epsilon < 1):
+            raise ValueError(f"epsilon={self.epsilon!r}: must be in (0, 1)")
+        if self.lr <= 0 or self.train_temperature <= 0 or self.eval_temperature < 0:
+            raise ValueError("lr and train_temperature must be > 0, eval_temperature >= 0")
+        ConfidenceThreshold(self.expert_threshold)
+        self.sampler_config()
+
+    def sampler_config(self):
+        from unmasker.sampler import SamplerConfig
+
+        from .tasks import get_task
+
+        task = get_task(self.task)
+        L = self.gen_length or task.gen_length
+        block = L if self.full_diffusion else (self.block_length or task.block_length)
+        return SamplerConfig(gen_length=L, block_length=block)
+
+    def eval_policy_temperature(self) -> float:
+        if self.eval_temperature:
+            return self.eval_temperature
+        cfg = self.sampler_config()
+        return 1.0 if cfg.block_length == cfg.gen_length else 0.5
+
+
+def _prompts(task, rng, n, split="train"):
+    return [task.sample(rng, split) for _ in range(n)]
+
+
+def validate(dllm, net, task, problems, cfg: PolicyTrainConfig, batch=64) -> dict:
+    """Accuracy, mean NFE and mean reward on validation problems, test-time settings (fallback)."""
+    from unmasker.policies import LearnedPolicy
+    from unmasker.sampler import generate
+
+    scfg = cfg.sampler_config()
+    policy = LearnedPolicy(net=net, temperature=cfg.eval_policy_temperature(), fallback=True)
+    correct, nfe = [], []
+    for i in range(0, len(problems), batch):
+        chunk = problems[i:i + batch]
+        traj = generate(dllm, policy, [p.prompt for p in chunk], scfg, seed=0)
+        correct += task.reward(traj.texts, chunk)
+        nfe += traj.nfe.tolist()
+    c, n = torch.tensor(correct), torch.tensor(nfe)
+    reward = grpo.REWARDS[cfg.reward](c, n, scfg.gen_length, cfg.alpha)
+    return {"accuracy": c.mean().item(), "nfe": n.float().mean().item(), "reward": reward.mean().item()}
+
+
+def train(cfg: PolicyTrainConfig) -> dict:
+    from accelerate import Accelerator
+    from tqdm import tqdm
+
+    from unmasker.dllm import load_dllm
+    from unmasker.policies import ConfidenceThreshold, LearnedPolicy
+    from unmasker.policies.learned import ConfidencePolicyNet, load_policy_net
+
+    from .tasks import get_task
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    acc = Accelerator(cpu=not torch.cuda.is_available())
+    dllm = load_dllm(cfg.model, device=acc.device)
+    task = get_task(cfg.task)
+    scfg = cfg.sampler_config()
+    L = scfg.gen_length
+    torch.manual_seed(cfg.seed)
+    net = load_policy_net(cfg.init_checkpoint) if cfg.init_checkpoint else ConfidencePolicyNet()
+    net.train()
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
+    total_opt_steps = cfg.max_steps * cfg.mu
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _cosine(s, cfg.warmup_steps, total_opt_steps))
+    net, opt, sched = acc.prepare(net, opt, sched)
+    raw = acc.unwrap_model(net)
+
+    os.makedirs(os.path.join(cfg.output_dir, "train_state"), exist_ok=True)
+    state_path = os.path.join(cfg.output_dir, STATE_FILE)
+    log_path = os.path.join(cfg.output_dir, "metrics.jsonl")
+    state = {"step": 0, "wall": 0.0, "best": -float("inf"), "best_eval": None, "rollouts": 0, "rollout_seconds": 0.0}
+    if cfg.resume and os.path.exists(state_path):
+        saved = torch.load(state_path, weights_only=False)
+        if _resume_key(saved["config"]) != _resume_key(asdict(cfg)):
+            raise ValueError(f"{state_path} was written with a different configuration; use another --output_dir "
+                             "or --resume false")
+        raw.load_state_dict(saved["net"])
+        opt.load_state_dict(saved["opt"])
+        sched.load_state_dict(saved["sched"])
+        state = saved["state"]
+    val_problems = task.problems("validation", cfg.eval_problems)
+    expert = ConfidenceThreshold(cfg.expert_threshold) if cfg.expert_steering else None
+    expert_cfg = None
+    if expert is not None:
+        from unmasker.sampler import SamplerConfig
+
+        expert_cfg = SamplerConfig(gen_length=L, block_length=cfg.expert_block_length or task.block_length)
+    G, P = cfg.group_size, cfg.prompts_per_step
+    start = time.time()
+    bar = tqdm(total=cfg.max_steps, initial=state["step"], disable=not acc.is_main_process, desc="GRPO")
+    while state["step"] < cfg.max_steps and (time.time() - start) / 60 < cfg.max_minutes:
+        step = state["step"]
+        rng = random.Random(f"{cfg.seed}/{step}/{acc.process_index}")
+        problems = _prompts(task, rng, P)
+        t0 = time.time()
+        raw.eval()
+        policy = LearnedPolicy(net=raw, temperature=cfg.train_temperature, fallback=False)
+        prompts = [p.prompt for p in problems for _ in range(G)]
+        batch = grpo.rollout(dllm, policy, prompts, scfg, seed=rng.randrange(2**31))
+        correct = torch.tensor(task.reward(batch.texts, [p for p in problems for _ in range(G)]))
+        reward = grpo.REWARDS[cfg.reward](correct, batch.nfe, L, cfg.alpha).view(P, G)
+        n_expert = 0
+        if expert is not None:
+            eb = grpo.rollout(dllm, expert, [p.prompt for p in problems], expert_cfg, seed=0, score_all_masked=True)
+            e_correct = torch.tensor(task.reward(eb.texts, problems))
+            e_reward = grpo.REWARDS[cfg.reward](e_correct, eb.nfe, L, cfg.alpha).view(P, 1)
+            batch, n_expert = grpo.concat_rollouts(batch, eb), 1
+            adv_grid = torch.cat([reward, e_reward], 1)
+            adv_grid = adv_grid - adv_grid.mean(1, keepdim=True)  # mean over G + E (paper 7)
+            advantages = torch.cat([adv_grid[:, :G].reshape(-1), adv_grid[:, G:].reshape(-1)])
+        else:
+            advantages = grpo.group_advantages(reward.view(-1), G)
+        state["rollout_seconds"] += time.time() - t0
+        state["rollouts"] += P * G
+        raw.train()
+        is_expert = torch.zeros(advantages.numel(), dtype=torch.bool)
+        is_expert[P * G:] = True
+        with torch.no_grad():
+            logp_old, entropy = grpo.sequence_log_probs(raw, batch, cfg.train_temperature)
+            logp_old = _steer(logp_old.cpu(), is_expert, G, n_expert)
+        keep = advantages.abs() > 1e-6  # all-zero groups carry no signal (paper 3.1)
+        losses = []
+        if keep.any():
+            for _ in range(cfg.mu):
+                logp_new, _ = grpo.sequence_log_probs(net, batch, cfg.train_temperature)
+                logp_new = _steer(logp_new.cpu(), is_expert, G, n_expert)
+                loss = grpo.clipped_surrogate_loss(logp_new, logp_old, advantages, batch.active, cfg.epsilon)
+                acc.backward(loss)
+                acc.clip_grad_norm_(net.parameters(), cfg.max_grad_norm)
+                opt.step()
+                sched.step()
+                opt.zero_grad()
+                losses.append(loss.item())
+        state["step"] = step = step + 1
+        pol_nfe = batch.nfe[:P * G].float()
+        record = {"step": step, "reward": reward.mean().item(), "accuracy": correct.float().mean().item(),
+                  "nfe": pol_nfe.mean().item(), "still_masked": (batch.tokens[:P * G] == dllm.mask_id).sum(-1).float().mean().item(),
+                  "entropy": entropy, "loss": sum(losses) / len(losses) if losses else None,
+                  "skipped": not keep.any().item(), "lr": sched.get_last_lr()[0],
+                  "wall_min": (state["wall"] + time.time() - start) / 60}
+        if expert is not None:
+            record["expert_accuracy"] = e_correct.float().mean().item()
+        if step % cfg.eval_every == 0 or step == cfg.max_steps:
+            raw.eval()
+            record["val"] = validate(dllm, raw, task, val_problems, cfg)
+            if acc.is_main_process and record["val"]["reward"] > state["best"]:
+                state["best"], state["best_eval"] = record["val"]["reward"], {**record["val"], "step": step}
+                _save_policy(raw, cfg, state, time.time() - start)
+        if acc.is_main_process:
+            with open(log_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        bar.update(1)
+        bar.set_postfix(R=f"{record['reward']:.3f}", acc=f"{record['accuracy']:.2f}", nfe=f"{record['nfe']:.1f}")
+        if "val" in record:
+            bar.write(json.dumps({"step": step, "val": record["val"]}))
+        if step % cfg.save_every == 0 and acc.is_main_process:
+            _save_state(state_path, raw, opt, sched, cfg, state, time.time() - start)
+    bar.close()
+    if acc.is_main_process:
+        _save_state(state_path, raw, opt, sched, cfg, state, time.time() - start)
+        if state["best_eval"] is None:  # stopped before any validation: validate and ship what we have
+            raw.eval()
+            state["best_eval"] = {**validate(dllm, raw, task, val_problems, cfg), "step": state["step"]}
+            _save_policy(raw, cfg, state, time.time() - start)
+    return {"step": state["step"], "best_eval": state["best_eval"]}
+
+
+def _resume_key(config: dict) -> dict:
+    """Fields that may change between a run and its resumption (budgets, threads)."""
+    return {k: v for k, v in config.items() if k not in ("max_minutes", "max_steps", "resume", "threads")}
+
+
+def _steer(logp, is_expert, G, n_expert):
+    """Expert rollouts are scored under the mixture policy; others unchanged."""
+    if not n_expert:
+        return logp
+    out = logp.clone()
+    out[:, is_expert] = grpo.mixture_log_prob(logp[:, is_expert], G, n_expert)
+    return out
+
+
+def _cosine(step, warmup, total):
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _save_state(path, raw, opt, sched, cfg, state, run_seconds):
+    payload = {"net": raw.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+               "config": asdict(cfg), "state": {**state, "wall": state["wall"] + run_seconds}}
+    tmp = path + ".tmp"
+    torch.save(payload, tmp)
+    os.replace(tmp, path)  # atomic: a kill never leaves a half-written state
+
+
+def _save_policy(raw, cfg, state, run_seconds):
+    raw.save_pretrained(cfg.output_dir)
+    scfg = cfg.sampler_config()
+    wall = state["wall"] + run_seconds
+    card = {
+        "name": os.path.basename(os.path.normpath(cfg.output_dir)), "task": cfg.task, "model": cfg.model,
+        "gen_length": scfg.gen_length, "block_length": scfg.block_length, "alpha": cfg.alpha,
+        "reward": cfg.reward, "expert_steering": cfg.expert_steering,
+        "temperature": cfg.eval_policy_temperature(), "train_command": train_command(cfg),
+        "wall_minutes": round(wall / 60, 2), "steps": state["step"], "rollouts": state["rollouts"],
+        "rollouts_per_second": round(state["rollouts"] / max(state["rollout_seconds"], 1e-9), 1),
+        "val_accuracy": state["best_eval"]["accuracy"], "val_nfe": state["best_eval"]["nfe"],
+        "val_reward": state["best_eval"]["reward"], "best_step": state["best_eval"]["step"],
+        "parameters": sum(p.numel() for p in raw.parameters()), "config": asdict(cfg),
+    }
+    with open(os.path.join(cfg.output_dir, "card.json"), "w") as f:
+        json.dump(card, f, indent=2)
+
+
+def train_command(cfg: PolicyTrainConfig) -> str:
+    defaults = PolicyTrainConfig()
+    args = [f"--{k} {v}" for k, v in asdict(cfg).items()
+            if v != getattr(defaults, k) and k not in ("resume", "threads")]
+    if "--output_dir" not in " ".join(args):
+        args.insert(0, f"--output_dir {cfg.output_dir}")
+    return "python -m training.train_policy " + " ".join(args)
+
+
+def main(argv=None):
+    from transformers import HfArgumentParser
+
+    (cfg,) = HfArgumentParser(PolicyTrainConfig).parse_args_into_dataclasses(args=argv)
+    print(json.dumps(train(cfg)))
+
+
+if __name__ == "__main__":
+    main()
