@@ -1,0 +1,105 @@
+"""Measure a dLLM's card numbers: per-family test accuracy (top-k confidence, one token per step,
+semi-AR) and the paper's phenomena (parallel decoding and full diffusion hurt; EOS committed
+first). `--write` stores them in the folder's card.json; `--check` re-measures and compares.
+
+    python -m training.dllm_card --model checkpoints/tiny-dllm --check
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import torch
+
+# (task, policy, params, block_length or None for the task's, "full" for gen_length)
+ACCURACY_ROWS = [(name, "top_k_confidence", {"k": 1}, None)
+                 for name in ("word_problems", "word_problems_long", "sudoku", "sorting")]
+PHENOMENA_ROWS = (
+    [("word_problems", "top_k_confidence", {"k": k}, b) for k in (1, 2, 4, 8) for b in (None, "full")]
+    + [("word_problems", "confidence_threshold", {"threshold": t}, b) for t in (0.9, 0.7, 0.5) for b in (None, "full")]
+    + [("sudoku", "top_k_confidence", {"k": k}, b) for k in (1, 2, 4) for b in (None, "full")]
+    + [("sudoku", "confidence_threshold", {"threshold": 0.9}, b) for b in (None, "full")]
+    + [("sudoku", "random", {"k": 1}, "full")]
+)
+
+
+def measure_row(dllm, task_name, policy_name, params, block, n, batch_size=100) -> dict:
+    """Accuracy, mean NFE, and the share of samples whose first commit is EOS padding."""
+    from unmasker import SamplerConfig, build_policy, generate
+
+    from .tasks import get_task
+
+    task = get_task(task_name)
+    L = task.gen_length
+    bl = L if block == "full" else (block or task.block_length)
+    cfg = SamplerConfig(gen_length=L, block_length=bl)
+    problems = task.problems("test", n)
+    correct, nfe, eos_first = 0.0, 0, 0
+    eos = torch.tensor(dllm.eos_ids)
+    for i in range(0, n, batch_size):
+        chunk = problems[i:i + batch_size]
+        traj = generate(dllm, build_policy(policy_name, **params), [p.prompt for p in chunk], cfg, seed=i)
+        correct += sum(task.reward(traj.texts, chunk))
+        nfe += int(traj.nfe.sum())
+        first = traj.unmask_step == traj.unmask_step.clamp(min=0).min(-1, keepdim=True).values
+        eos_first += int((first & torch.isin(traj.tokens, eos)).any(-1).sum())
+    return {"task": task_name, "policy": policy_name, "params": params, "block_length": bl, "gen_length": L,
+            "n": n, "accuracy": correct / n, "nfe": nfe / n, "eos_first": eos_first / n}
+
+
+def table(rows) -> str:
+    out = ["| task | policy | params | block | NFE | accuracy | first commit is EOS |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        p = ", ".join(f"{k}={v}" for k, v in r["params"].items())
+        out.append(f"| {r['task']} | {r['policy']} | {p} | {r['block_length']}/{r['gen_length']} | {r['nfe']:.1f} | "
+                   f"{100 * r['accuracy']:.1f}% | {100 * r['eos_first']:.0f}% |")
+    return "\n".join(out)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="checkpoints/tiny-dllm", help="dLLM folder")
+    ap.add_argument("--n", type=int, default=500, help="test problems per row")
+    ap.add_argument("--phenomena", action="store_true", help="also measure the phenomena table")
+    ap.add_argument("--write", action="store_true", help="store the numbers in the folder's card.json")
+    ap.add_argument("--check", action="store_true", help="compare with card.json; exit 1 if off by > tolerance")
+    ap.add_argument("--tolerance", type=float, default=0.03, help="allowed accuracy difference for --check")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    args = ap.parse_args(argv)
+    from unmasker import load_dllm
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dllm = load_dllm(args.model, device="cpu")
+    card_path = os.path.join(args.model, "card.json")
+    card = json.load(open(card_path)) if os.path.exists(card_path) else {}
+    rows = [measure_row(dllm, *r, n=args.n) for r in ACCURACY_ROWS]
+    print("## Test accuracy, top-k confidence, one token per step, semi-AR\n" + table(rows))
+    measured = {"accuracy": {r["task"]: round(r["accuracy"], 4) for r in rows}, "n": args.n}
+    if args.phenomena:
+        ph = [measure_row(dllm, *r, n=args.n) for r in PHENOMENA_ROWS]
+        print("\n## Phenomena (test split)\n" + table(ph))
+        measured["phenomena"] = ph
+    status = 0
+    if args.check:
+        stored = card.get("measured", {}).get("accuracy", {})
+        for task, acc in measured["accuracy"].items():
+            if task not in stored:
+                print(f"check: {task}: no stored number in {card_path}")
+                status = 1
+            elif abs(stored[task] - acc) > args.tolerance:
+                print(f"check: {task}: measured {acc:.3f}, card says {stored[task]:.3f}")
+                status = 1
+        print("check: " + ("card reproduced" if status == 0 else "MISMATCH"))
+    if args.write:
+        card["measured"] = {**card.get("measured", {}), **measured}
+        with open(card_path, "w") as f:
+            json.dump(card, f, indent=2)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
