@@ -128,3 +128,14 @@ def test_left_padding_is_invisible(tiny_dllm):
     raw = tiny_dllm.model(input_ids=torch.cat([ids, masks], 1), attention_mask=torch.cat([att, torch.ones_like(masks)], 1),
                           position_ids=pos).logits
     assert not torch.allclose(raw[0, -P:], alone[0], atol=1e-5)
+
+
+def test_backend_detected_from_plain_config_without_running_code(tmp_path):
+    from unmasker.dllm import DLLMError, _raw_config, detect_backend
+
+    assert detect_backend({"model_type": "llada"}) == "llada"
+    assert detect_backend({"model_type": "Dream"}) == "dream"
+    assert detect_backend({"model_type": "bert"}) == "masked_lm"
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(DLLMError, match="unreadable config.json"):
+        _raw_config(str(tmp_path))

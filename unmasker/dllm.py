@@ -151,8 +151,27 @@ def left_pad(rows: Sequence[Sequence[int]], pad_id: int):
     return ids, att
 
 
+def _raw_config(name_or_path: str) -> dict:
+    """config.json as plain JSON (no code executed), from a folder or the hub cache/hub."""
+    path = os.path.join(name_or_path, "config.json")
+    if not os.path.isfile(path):
+        try:
+            from huggingface_hub import hf_hub_download
+
+            path = hf_hub_download(name_or_path, "config.json")
+        except Exception as err:  # noqa: BLE001 - offline, unknown repo, bad id: one clear message
+            raise DLLMError(f"cannot find a model config for {name_or_path!r}: {err}") from err
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError) as err:
+        raise DLLMError(f"{path}: unreadable config.json: {err}") from err
+
+
 def detect_backend(config) -> str:
-    kind = (getattr(config, "model_type", "") or "").lower()
+    """'llada' / 'dream' / 'masked_lm' from a config (object or plain dict)."""
+    kind = config.get("model_type", "") if isinstance(config, dict) else getattr(config, "model_type", "")
+    kind = (kind or "").lower()
     if "llada" in kind:
         return "llada"
     if "dream" in kind:
@@ -178,16 +197,18 @@ def load_dllm(
 
     if os.path.isdir(name_or_path) and not os.path.exists(os.path.join(name_or_path, "config.json")):
         raise DLLMError(f"{name_or_path}: no config.json; not a model folder")
-    trust = backend in ("llada", "dream") or backend == "auto"
+    if backend == "auto":
+        backend = detect_backend(_raw_config(name_or_path))
+    if backend not in BACKENDS:
+        raise DLLMError(f"backend={backend!r}: expected 'auto' or one of {BACKENDS}")
+    # Remote code runs only for the two model families that need it (LLaDA, Dream), never for
+    # an arbitrary folder or hub id.
+    trust = backend in ("llada", "dream")
     try:
         config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust)
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust)
     except (OSError, ValueError) as err:
         raise DLLMError(f"cannot load a model from {name_or_path!r}: {err}") from err
-    if backend == "auto":
-        backend = detect_backend(config)
-    if backend not in BACKENDS:
-        raise DLLMError(f"backend={backend!r}: expected 'auto' or one of {BACKENDS}")
 
     tok_mask = tokenizer.mask_token_id
     if tok_mask is None:
