@@ -51,6 +51,8 @@ class PolicyTrainConfig:
     expert_threshold: float = field(default=0.9, metadata={"help": "Fast-dLLM threshold of the expert"})
     expert_block_length: int = field(default=0, metadata={"help": "expert block length (0 = task's semi-AR block)"})
     init_checkpoint: str = field(default="", metadata={"help": "start from this policy instead of the smart init"})
+    init_bias: float = field(default=-2.0, metadata={"help": "smart-init output bias (paper -2: sigmoid = 0.12 per position "
+                                                            "and step; raise it for short blocks so rollouts can finish)"})
     save_every: int = field(default=5, metadata={"help": "resumable state every N rounds"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = default)"})
     seed: int = field(default=123, metadata={"help": "seed (init, prompts, rollouts)"})
@@ -136,7 +138,7 @@ def train(cfg: PolicyTrainConfig) -> dict:
     scfg = cfg.sampler_config()
     L = scfg.gen_length
     torch.manual_seed(cfg.seed)
-    net = load_policy_net(cfg.init_checkpoint) if cfg.init_checkpoint else ConfidencePolicyNet()
+    net = load_policy_net(cfg.init_checkpoint) if cfg.init_checkpoint else ConfidencePolicyNet(init_bias=cfg.init_bias)
     net.train()
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
     total_opt_steps = cfg.max_steps * cfg.mu

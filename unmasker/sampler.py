@@ -54,7 +54,8 @@ def propose(logits: torch.Tensor, temperature: float, generator: torch.Generator
     if temperature == 0:
         return logits.argmax(-1)
     l64 = logits.to(torch.float64)
-    u = torch.rand(l64.shape, generator=generator, dtype=torch.float64, device="cpu").to(l64.device)
+    # noise is drawn where the logits live (a CPU draw for LLaDA's 126K vocabulary would be slow)
+    u = torch.rand(l64.shape, generator=generator, dtype=torch.float64, device=l64.device)
     u = u.clamp(min=1e-300)
     return (l64.exp() / (-torch.log(u)) ** temperature).argmax(-1)
 
@@ -90,7 +91,8 @@ def iter_unmask(
     B, P = ids.shape
     L, BL = config.gen_length, config.block_length
     mask_id = dllm.mask_id
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)  # policies' randomness (small, on CPU)
+    token_generator = torch.Generator(device=device).manual_seed(seed)  # token sampling, on device
     x = torch.cat([ids, torch.full((B, L), mask_id, dtype=torch.long)], dim=1).to(device)
     attn = torch.cat([att, torch.ones((B, L), dtype=torch.long)], dim=1).to(device)
     nfe = torch.zeros(B, dtype=torch.long, device=device)
@@ -111,7 +113,7 @@ def iter_unmask(
             # while counting it as done (dInfer excludes such proposals too, anchors 1.4).
             logits[..., mask_id] = float("-inf")
             probs = torch.softmax(logits, dim=-1)  # confidences from noise-free probabilities
-            proposals = propose(logits, config.temperature, generator)
+            proposals = propose(logits, config.temperature, token_generator)
             top2 = probs.topk(2, dim=-1).values
             confidence = top2[..., 0]
             token_prob = probs.gather(-1, proposals[..., None]).squeeze(-1)
