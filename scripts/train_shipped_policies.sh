@@ -4,14 +4,16 @@
 # STEPS / MINUTES bound each run (defaults sized for the 2-core CPU, see the cards).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-STEPS=${STEPS:-40}
-MINUTES=${MINUTES:-7}
+STEPS=${STEPS:-60}
+MINUTES=${MINUTES:-5.5}
+# CPU scale: 4 prompts x 8 rollouts per round, validation on 64 problems every 5 rounds
+SCALE="--prompts_per_step 4 --eval_every 5 --eval_problems 64"
 mkdir -p logs
 run() {
   local name=$1; shift
   echo "== $name $(date +%T)"
   python -m training.train_policy --output_dir "checkpoints/policies/$name" --max_steps "$STEPS" \
-    --max_minutes "$MINUTES" --threads 2 "$@" > "logs/policy-$name.log" 2>&1
+    --max_minutes "$MINUTES" --threads 2 $SCALE "$@" > "logs/policy-$name.log" 2>&1
   python -c "import json;c=json.load(open('checkpoints/policies/$name/card.json'));print('$name', c['val_accuracy'], c['val_nfe'], c['wall_minutes'])"
 }
 for name in ${ONLY:-semiar-a1 full-a1 sudoku-a1 semiar-a3 full-a3 semiar-a0.3 full-a0.3 semiar-additive-a1}; do
