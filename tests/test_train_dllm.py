@@ -1,0 +1,87 @@
+import json
+import os
+
+import pytest
+import torch
+
+from training.train_dllm import DLLMTrainConfig, diffusion_loss, main, make_batch
+
+
+def _tiny_args(out, steps):
+    return ["--output_dir", out, "--hidden_size", "32", "--num_layers", "1", "--num_heads", "2",
+            "--intermediate_size", "64", "--batch_size", "8", "--max_steps", str(steps), "--eval_every", "2",
+            "--eval_problems", "4", "--save_every", "2", "--warmup_steps", "1",
+            "--mixture", "sorting:1,sudoku:1"]
+
+
+def test_tiny_training_run_saves_a_loadable_model_and_resumes(tmp_path):
+    from safetensors.torch import load_file
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    out = str(tmp_path / "m")
+    main(_tiny_args(out, 2))
+    log = [json.loads(line) for line in open(os.path.join(out, "train_log.jsonl"))]
+    assert log[-1]["step"] == 2 and torch.isfinite(torch.tensor(log[-1]["loss"]))
+    assert set(log[-1]["val"]) == {"word_problems", "sudoku"}
+    first = load_file(os.path.join(out, "model.safetensors"))
+    # resume: continues at step 2 and runs to 4; weights change
+    main(_tiny_args(out, 4))
+    card = json.load(open(os.path.join(out, "card.json")))
+    assert card["steps"] == 4
+    second = load_file(os.path.join(out, "model.safetensors"))
+    assert any(not torch.equal(first[k], second[k]) for k in first)
+    # loads like any hub model, offline, and the tokenizer knows the special tokens
+    model = AutoModelForMaskedLM.from_pretrained(out)
+    tok = AutoTokenizer.from_pretrained(out)
+    assert tok.mask_token == "[MASK]" and tok.eos_token == "[EOS]" and tok.pad_token_id != tok.mask_token_id
+    assert model.config.vocab_size == len(tok)
+
+
+def test_resume_refuses_another_architecture(tmp_path):
+    out = str(tmp_path / "m")
+    main(_tiny_args(out, 2))
+    args = _tiny_args(out, 4)
+    args[args.index("--hidden_size") + 1] = "48"
+    with pytest.raises(ValueError, match="another architecture"):
+        main(args)
+
+
+def test_loss_masks_only_the_response_and_weights_by_one_over_t():
+    from training.tasks import get_task
+    from training.tokenizer import build_tokenizer
+
+    tok = build_tokenizer(samples_per_task=50)
+    task = get_task("sorting")
+    import random
+
+    problems = [task.sample(random.Random(0)) for _ in range(3)]
+    x, a, r = make_batch(tok, task, problems, "cpu")
+    assert r.sum(-1).tolist() == [task.gen_length] * 3  # response region = generation length
+    assert (x[:, -task.gen_length:] == tok.eos_token_id).any()  # EOS padding as LLaDA
+
+    seen = {}
+
+    class Spy(torch.nn.Module):
+        def forward(self, input_ids, attention_mask, position_ids):
+            seen["ids"] = input_ids
+            logits = torch.zeros(*input_ids.shape, len(tok))
+            return type("O", (), {"logits": logits})()
+
+    loss = diffusion_loss(Spy(), x, a, r, tok.mask_token_id, 1e-3, torch.Generator().manual_seed(0))
+    masked = seen["ids"] == tok.mask_token_id
+    assert not (masked & ~r).any()  # the prompt is never masked
+    assert masked.any()
+    # uniform logits: CE = log V on every masked token, so loss = sum_i n_i log V / t_i / #response tokens
+    t = 1e-3 + (1 - 1e-3) * torch.rand(3, generator=torch.Generator().manual_seed(0))
+    n = masked.sum(-1).float()
+    expect = (n * torch.log(torch.tensor(float(len(tok)))) / t).sum() / r.sum()
+    assert loss.item() == pytest.approx(expect.item(), rel=1e-5)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="mixture"):
+        DLLMTrainConfig(mixture="nope:1")
+    with pytest.raises(ValueError, match="hidden_size"):
+        DLLMTrainConfig(hidden_size=30, num_heads=4)
+    with pytest.raises(ValueError, match="eps"):
+        DLLMTrainConfig(eps=0.0)
