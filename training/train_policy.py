@@ -243,7 +243,20 @@ def train(cfg: PolicyTrainConfig) -> dict:
             raw.eval()
             state["best_eval"] = {**validate(dllm, raw, task, val_problems, cfg), "step": state["step"]}
             _save_policy(raw, cfg, state, time.time() - start)
+        _finish_card(cfg.output_dir, state, time.time() - start)
     return {"step": state["step"], "best_eval": state["best_eval"]}
+
+
+def _finish_card(output_dir, state, run_seconds):
+    """The card is written at the best checkpoint; add what the whole run cost."""
+    path = os.path.join(output_dir, "card.json")
+    with open(path) as f:
+        card = json.load(f)
+    card.update({"total_steps": state["step"], "total_wall_minutes": round((state["wall"] + run_seconds) / 60, 2),
+                 "total_rollouts": state["rollouts"],
+                 "rollouts_per_second": round(state["rollouts"] / max(state["rollout_seconds"], 1e-9), 1)})
+    with open(path, "w") as f:
+        json.dump(card, f, indent=2)
 
 
 def _resume_key(config: dict) -> dict:
@@ -284,7 +297,7 @@ def _save_policy(raw, cfg, state, run_seconds):
         "gen_length": scfg.gen_length, "block_length": scfg.block_length, "alpha": cfg.alpha,
         "reward": cfg.reward, "expert_steering": cfg.expert_steering,
         "temperature": cfg.eval_policy_temperature(), "train_command": train_command(cfg),
-        "wall_minutes": round(wall / 60, 2), "steps": state["step"], "rollouts": state["rollouts"],
+        "wall_minutes": round(wall / 60, 2), "steps": state["step"], "rollouts": state["rollouts"],  # at the best step
         "rollouts_per_second": round(state["rollouts"] / max(state["rollout_seconds"], 1e-9), 1),
         "val_accuracy": state["best_eval"]["accuracy"], "val_nfe": state["best_eval"]["nfe"],
         "val_reward": state["best_eval"]["reward"], "best_step": state["best_eval"]["step"],
