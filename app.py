@@ -142,12 +142,19 @@ def policy_field_names(name: str) -> set[str]:
 
 
 def pick_checkpoint(resources: Resources, task: str) -> str:
-    """The shipped policy trained for `task` (any shipped one otherwise), or RANDOM_INIT."""
+    """The shipped policy that best fits `task` at its default (semi-AR) block length: trained on
+    the task, at that block length, multiplicative reward, alpha closest to 1; or RANDOM_INIT."""
     usable = [p for p in resources.policies.values() if p.net is not None]
-    for p in usable:
-        if p.card.get("task") == task:
-            return p.name
-    return usable[0].name if usable else RANDOM_INIT
+    if not usable:
+        return RANDOM_INIT
+    block = resources.tasks[task].block_length if task in resources.tasks else None
+
+    def fit(p):
+        c = p.card
+        return (c.get("task") == task, c.get("block_length") == block, c.get("reward") == "multiplicative",
+                -abs(float(c.get("alpha", 1.0)) - 1.0))
+
+    return max(usable, key=fit).name
 
 
 def default_strategies(resources: Resources) -> list[dict]:
