@@ -85,3 +85,13 @@ def test_config_validation():
         DLLMTrainConfig(hidden_size=30, num_heads=4)
     with pytest.raises(ValueError, match="eps"):
         DLLMTrainConfig(eps=0.0)
+
+
+def test_warmup_cosine_hand_numbers():
+    from training.schedules import warmup_cosine
+
+    assert warmup_cosine(0, 10, 110) == pytest.approx(0.1)  # linear warmup
+    assert warmup_cosine(10, 10, 110) == pytest.approx(1.0)  # peak
+    assert warmup_cosine(60, 10, 110) == pytest.approx(0.5)  # half way down the cosine
+    assert warmup_cosine(110, 10, 110, floor=0.1) == pytest.approx(0.1)  # ends at the floor
+    assert warmup_cosine(500, 10, 110) == pytest.approx(0.0)  # stays there

@@ -10,13 +10,14 @@ stream. Runs as `python -m training.train_dllm` or `accelerate launch -m trainin
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
 
 import torch
+
+from .schedules import warmup_cosine
 
 CARD = "card.json"
 STATE = "train_state"
@@ -173,7 +174,7 @@ def train(cfg: DLLMTrainConfig) -> dict:
         attention_probs_dropout_prob=0.0, pad_token_id=tokenizer.pad_token_id,
     ))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg.warmup_steps, cfg.max_steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, cfg.warmup_steps, cfg.max_steps, floor=0.1))
     model, opt, sched = acc.prepare(model, opt, sched)
     if resuming:
         acc.load_state(state_dir)
@@ -241,13 +242,6 @@ def train(cfg: DLLMTrainConfig) -> dict:
 def _arch(cfg: DLLMTrainConfig) -> dict:
     keep = ("hidden_size", "num_layers", "num_heads", "intermediate_size", "mixture", "seed")
     return {k: getattr(cfg, k) for k in keep}
-
-
-def _lr_factor(step: int, warmup: int, total: int) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def _save_state(acc, state_dir, meta, step, wall):

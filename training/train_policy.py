@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from . import grpo
+from .schedules import warmup_cosine
 
 STATE_FILE = "train_state/state.pt"
 
@@ -142,7 +143,7 @@ def train(cfg: PolicyTrainConfig) -> dict:
     net.train()
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
     total_opt_steps = cfg.max_steps * cfg.mu
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _cosine(s, cfg.warmup_steps, total_opt_steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, cfg.warmup_steps, total_opt_steps))
     net, opt, sched = acc.prepare(net, opt, sched)
     raw = acc.unwrap_model(net)
 
@@ -271,13 +272,6 @@ def _steer(logp, is_expert, G, n_expert):
     out = logp.clone()
     out[:, is_expert] = grpo.mixture_log_prob(logp[:, is_expert], G, n_expert)
     return out
-
-
-def _cosine(step, warmup, total):
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def _save_state(path, raw, opt, sched, cfg, state, run_seconds):
