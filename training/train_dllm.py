@@ -115,8 +115,9 @@ def evaluate_model(model, tokenizer, n: int, names=("word_problems", "sudoku")) 
     """Validation accuracy with top-k confidence, one token per step, semi-AR (the one sampler)."""
     from unmasker.dllm import DLLM
     from unmasker.policies import TopKConfidence
-    from unmasker.sampler import SamplerConfig, generate
+    from unmasker.sampler import SamplerConfig
 
+    from .evaluate import evaluate_point
     from .tasks import get_task
 
     was_training = model.training
@@ -126,14 +127,9 @@ def evaluate_model(model, tokenizer, n: int, names=("word_problems", "sudoku")) 
     out = {}
     for name in names:
         task = get_task(name)
-        problems = task.problems("validation", n)
         cfg = SamplerConfig(gen_length=task.gen_length, block_length=task.block_length)
-        correct = 0
-        for i in range(0, n, 64):
-            chunk = problems[i:i + 64]
-            traj = generate(dllm, TopKConfidence(k=1), [p.prompt for p in chunk], cfg)
-            correct += sum(task.reward(traj.texts, chunk))
-        out[name] = correct / n
+        point = evaluate_point(dllm, task, task.problems("validation", n), TopKConfidence(k=1), cfg, seed=0)
+        out[name] = point["accuracy"]
     model.train(was_training)
     return out
 
