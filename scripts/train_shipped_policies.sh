@@ -16,10 +16,11 @@ run() {
     --max_minutes "$MINUTES" --threads 2 $SCALE "$@" > "logs/policy-$name.log" 2>&1
   python -c "import json;c=json.load(open('checkpoints/policies/$name/card.json'));print('$name', c['val_accuracy'], c['val_nfe'], c['wall_minutes'])"
 }
-for name in ${ONLY:-semiar-a1 full-a1 sudoku-a1 semiar-a3 full-a3 semiar-a0.3 full-a0.3 semiar-additive-a1 full-es-a1}; do
+for name in ${ONLY:-semiar-a1 full-a1 sudoku-a1 semiar-a3 full-a3 semiar-a0.3 full-a0.3 semiar-additive-a1 full-es-a1 semiar-b-a1}; do
   case $name in
     full-es-a*) run "$name" --task word_problems --full_diffusion true --expert_steering true --alpha "${name#full-es-a}" ;;
     semiar-additive-a*) run "$name" --task word_problems --reward additive --alpha "${name#semiar-additive-a}" --init_bias -1 ;;
+    semiar-b-a*) run "$name" --task word_problems --model checkpoints/tiny-dllm-b --alpha "${name#semiar-b-a}" --init_bias -1 ;;
     semiar-a*) run "$name" --task word_problems --alpha "${name#semiar-a}" --init_bias -1 ;;
     full-a*) run "$name" --task word_problems --full_diffusion true --alpha "${name#full-a}" ;;
     sudoku-a*) run "$name" --task sudoku --full_diffusion true --alpha "${name#sudoku-a}" --init_bias -1 ;;
