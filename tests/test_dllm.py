@@ -139,3 +139,40 @@ def test_backend_detected_from_plain_config_without_running_code(tmp_path):
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(DLLMError, match="unreadable config.json"):
         _raw_config(str(tmp_path))
+
+
+# -- generation prefix (the paper opens LLaDA's answers with "<reasoning>") ------------------------------
+def test_generation_prefix_follows_the_prompt_and_counts_against_its_budget(tiny_dllm):
+    prompt = "Max has 26 pens . He gives 1 to Tom . How many pens does Max have in the end ?"
+    so = tiny_dllm.tokenizer.convert_tokens_to_ids("so")
+    plain, _ = tiny_dllm.encode([prompt])
+    prefixed = tiny_dllm.with_prefix("so")
+    assert prefixed.model is tiny_dllm.model and tiny_dllm.generation_prefix == ""
+    ids, att = prefixed.encode([prompt, "sort : 3 1 2"])
+    assert ids[0].tolist() == plain[0].tolist() + [so]
+    assert ids[1, -1] == so and att[1, -1] == 1       # the shorter prompt is left-padded, prefix last
+    n = plain.shape[1]
+    tiny_dllm.encode([prompt], max_prompt_tokens=n)
+    with pytest.raises(DLLMError, match=f"has {n + 1} tokens"):
+        prefixed.encode([prompt], max_prompt_tokens=n)
+    with pytest.raises(DLLMError, match="mask token"):
+        tiny_dllm.with_prefix("so [MASK]").encode([prompt])
+
+
+def test_generation_prefix_comes_after_the_chat_template(tiny_dllm):
+    import copy
+    import dataclasses
+
+    tok = copy.deepcopy(tiny_dllm.tokenizer)
+    tok.chat_template = "{% for m in messages %}{{ m['content'] }} ?{% endfor %}"
+    chat = dataclasses.replace(tiny_dllm, tokenizer=tok, use_chat_template=True, generation_prefix="so")
+    ids, _ = chat.encode(["how many pens"])
+    assert tok.convert_ids_to_tokens(ids[0].tolist()) == ["how", "many", "pens", "?", "so"]
+
+
+def test_file_tasks_carry_the_paper_prefix():
+    from training.tasks import Task
+    from training.tasks.real import GENERATION_PREFIX, FileTask
+
+    assert FileTask.generation_prefix == GENERATION_PREFIX == "<reasoning>"
+    assert Task.generation_prefix == ""

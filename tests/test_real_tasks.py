@@ -155,3 +155,38 @@ def test_bad_files(tmp_path):
     # custom column names
     renamed = [{"q": r["question"], "a": r["answer"]} for r in GSM_ROWS]
     assert len(GSM8KFile(write(tmp_path, renamed, "jsonl", "renamed"), question_field="q", answer_field="a")) == 3
+
+
+def test_get_task_reads_a_local_file(tmp_path):
+    from training.tasks import get_task
+
+    path = write(tmp_path, GSM_ROWS, "jsonl")
+    task = get_task(f"gsm8k:{path}")
+    assert isinstance(task, GSM8KFile) and len(task.problems("test", 3)) == 3
+    assert task.generation_prefix == GENERATION_PREFIX
+    with pytest.raises(ValueError, match="give the file"):
+        get_task("math:")
+    with pytest.raises(ValueError, match="gsm8k:PATH"):
+        get_task("gsm9k")
+
+
+def test_evaluate_cli_on_a_gsm8k_file_opens_answers_with_the_prefix(tiny_model_dir, tmp_path, monkeypatch):
+    import unmasker
+    from training import evaluate
+
+    path = write(tmp_path, GSM_ROWS, "jsonl")
+    seen = []
+    real_generate = unmasker.generate
+
+    def spy(dllm, policy, prompts, config, seed=0, **kw):
+        seen.append(dllm.generation_prefix)
+        return real_generate(dllm, policy, prompts, config, seed=seed, **kw)
+
+    monkeypatch.setattr(unmasker, "generate", spy)
+    out = str(tmp_path / "gsm.json")
+    evaluate.main(["--model", tiny_model_dir, "--task", f"gsm8k:{path}", "--policies", "top_k_confidence:k=4",
+                   "--gen_lengths", "8", "--block_lengths", "8", "--n", "3", "--seeds", "0", "--out", out,
+                   "--progress", "false"])
+    (point,) = json.load(open(out))["points"]
+    assert point["n"] == 3 and point["mean_nfe"] == 2.0 and point["accuracy"] == 0.0
+    assert seen and set(seen) == {GENERATION_PREFIX}

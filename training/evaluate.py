@@ -81,10 +81,10 @@ class Setting:
     temperature: float = 0.0  # dLLM token temperature; the paper compares policies greedily
 
     def __post_init__(self):
-        from .tasks import SPLITS, TASKS
+        from .tasks import FILE_TASKS, SPLITS, TASKS
 
-        if self.task not in TASKS:
-            raise ValueError(f"task={self.task!r}: known tasks are {sorted(TASKS)}")
+        if self.task not in TASKS and self.task.partition(":")[0] not in FILE_TASKS:
+            raise ValueError(f"task={self.task!r}: known tasks are {sorted(TASKS)} or gsm8k:PATH / math:PATH")
         if self.split not in SPLITS:
             raise ValueError(f"split={self.split!r}: expected one of {SPLITS}")
         for name in ("block_length", "gen_length", "n"):
@@ -342,6 +342,8 @@ def evaluate_point(dllm, task, problems, policy, config, seed: int, batch_size: 
     import unmasker
 
     timed = TimedPolicy(policy)
+    if task.generation_prefix:
+        dllm = dllm.with_prefix(task.generation_prefix)
     rewards, nfe, still, wall, passes = [], [], [], 0.0, 0
     for i, start in enumerate(range(0, len(problems), batch_size)):
         chunk = problems[start:start + batch_size]
@@ -485,7 +487,7 @@ class EvalConfig:
     policies: list[str] = field(
         default_factory=lambda: ["top_k_confidence:k=1,2,4", "confidence_threshold:threshold=0.7,0.9"],
         metadata={"help": "policy specs NAME[:PARAM=V1,V2...]; learned:checkpoint=GLOB:temperature=0.5,1"})
-    task: str = field(default="word_problems", metadata={"help": "task family (training.tasks)"})
+    task: str = field(default="word_problems", metadata={"help": "task family (training.tasks), or gsm8k:PATH / math:PATH for a local file"})
     split: str = field(default="test", metadata={"help": "train / validation / test"})
     model: str = field(default="checkpoints/tiny-dllm", metadata={"help": "dLLM folder or hub id"})
     block_lengths: list[str] = field(default_factory=lambda: ["task"],

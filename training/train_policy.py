@@ -134,8 +134,8 @@ def train(cfg: PolicyTrainConfig) -> dict:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     acc = Accelerator(cpu=not torch.cuda.is_available())
-    dllm = load_dllm(cfg.model, device=acc.device)
     task = get_task(cfg.task)
+    dllm = load_dllm(cfg.model, device=acc.device, generation_prefix=task.generation_prefix)
     scfg = cfg.sampler_config()
     L = scfg.gen_length
     torch.manual_seed(cfg.seed)

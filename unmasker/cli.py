@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     for f in dataclasses.fields(SamplerConfig):
         gen.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=type(f.default), default=f.default,
                          help=f"{f.metadata.get('help', f.name)} (default {f.default})")
+    gen.add_argument("--generation-prefix", default="",
+                     help='text the response starts with, after the chat template (the paper uses "<reasoning>" for LLaDA)')
     gen.add_argument("--seed", type=int, default=0, help="seed for token sampling and random policies (default 0)")
     gen.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda if available)")
     gen.add_argument("--steps", action="store_true",
@@ -116,7 +118,7 @@ def cmd_generate(args) -> int:
         hint = " (still training? `python -m training.train_dllm`)" if args.model == DEFAULT_MODEL else ""
         raise CLIError(f"model folder {model!r} has no config.json; not a model folder{hint}")
     _quiet_transformers()
-    dllm = load_dllm(model, device=args.device)
+    dllm = load_dllm(model, device=args.device, generation_prefix=args.generation_prefix)
     traj = generate(dllm, policy, [args.prompt], config, seed=args.seed, keep_steps=True)
 
     steps = []

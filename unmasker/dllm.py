@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import dataclasses
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -46,6 +47,7 @@ class DLLM:
     use_chat_template: bool = False
     max_positions: int | None = None
     name: str = "model"
+    generation_prefix: str = ""  # text the response starts with, after the chat template (paper: "<reasoning>")
 
     def __post_init__(self):
         if self.backend not in BACKENDS:
@@ -81,7 +83,7 @@ class DLLM:
                     ids = ids["input_ids"]
             else:
                 ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-            ids = list(ids)
+            ids = list(ids) + self._prefix_ids()
             if not ids:
                 raise DLLMError(f"prompt {i} tokenises to nothing")
             if self.mask_id in ids:
@@ -92,6 +94,20 @@ class DLLM:
                 )
             rows.append(ids)
         return left_pad(rows, self.pad_id)
+
+    def _prefix_ids(self) -> list[int]:
+        if not self.generation_prefix:
+            return []
+        ids = list(self.tokenizer(self.generation_prefix, add_special_tokens=False)["input_ids"])
+        if not ids:
+            raise DLLMError(f"generation_prefix={self.generation_prefix!r} tokenises to nothing")
+        return ids
+
+    def with_prefix(self, generation_prefix: str) -> "DLLM":
+        """The same model (shared weights) with another generation prefix."""
+        if generation_prefix == self.generation_prefix:
+            return self
+        return dataclasses.replace(self, generation_prefix=generation_prefix)
 
     def decode(self, gen_ids: torch.Tensor) -> list[str]:
         """Decode (B, L) generated ids: cut at the first EOS, drop masks and special tokens."""
@@ -186,12 +202,15 @@ def load_dllm(
     dtype: torch.dtype | None = None,
     mask_id: int | None = None,
     chat: bool | None = None,
+    generation_prefix: str = "",
 ) -> DLLM:
     """Load a dLLM from a local folder or hub id.
 
     `mask_id`, when given, must agree with the tokenizer's mask token; a mismatch is an error,
     never a silent override (a wrong mask id makes every canvas position look unmasked).
-    `chat=None` applies the tokenizer's chat template when it has one.
+    `chat=None` applies the tokenizer's chat template when it has one. `generation_prefix` is
+    appended to every encoded prompt, after the template (the paper starts LLaDA's answers with
+    the literal "<reasoning>").
     """
     from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer
 
@@ -247,7 +266,7 @@ def load_dllm(
     return DLLM(
         model=model, tokenizer=tokenizer, mask_id=int(mask), eos_ids=tuple(int(e) for e in eos),
         pad_id=int(pad), backend=backend, use_chat_template=bool(chat), max_positions=max_pos,
-        name=_model_name(name_or_path),
+        name=_model_name(name_or_path), generation_prefix=generation_prefix,
     )
 
 

@@ -13,10 +13,20 @@ TASKS = {
 }
 
 
+FILE_TASKS = {"gsm8k": GSM8KFile, "math": MATHFile}
+
+
 def get_task(name: str) -> Task:
+    """A generated family by name, or a local file as `gsm8k:PATH` / `math:PATH` (its test split)."""
+    family, sep, path = name.partition(":")
+    if sep and family in FILE_TASKS:
+        if not path:
+            raise ValueError(f"task {name!r}: give the file, e.g. {family}:/data/{family}/test.parquet")
+        return FILE_TASKS[family](path)
     if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; known: {sorted(TASKS)}")
+        raise ValueError(f"unknown task {name!r}; known: {sorted(TASKS)} or "
+                         f"{' / '.join(f + ':PATH' for f in FILE_TASKS)} for a local file")
     return TASKS[name]()
 
 
-__all__ = ["SPLITS", "TASKS", "GSM8KFile", "MATHFile", "Problem", "Task", "get_task", "split_of"]
+__all__ = ["FILE_TASKS", "SPLITS", "TASKS", "GSM8KFile", "MATHFile", "Problem", "Task", "get_task", "split_of"]

@@ -35,6 +35,7 @@ class Task:
     name: str = "task"
     gen_length: int = 48
     block_length: int = 8
+    generation_prefix: str = ""  # the response starts with this text (see unmasker.DLLM.generation_prefix)
 
     def draw(self, rng: random.Random) -> Problem:
         raise NotImplementedError

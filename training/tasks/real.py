@@ -131,9 +131,10 @@ class FileTask(Task):
     family = "file"
     question_field = "question"
     answer_field = "answer"
-    # the paper's semi-AR setting (L = 256, BL = 32)
+    # the paper's semi-AR setting (L = 256, BL = 32), answers opened with "<reasoning>"
     gen_length = 256
     block_length = 32
+    generation_prefix = GENERATION_PREFIX
 
     def __init__(self, path: str, split: str = "test", question_field: str | None = None,
                  answer_field: str | None = None, name: str | None = None):
