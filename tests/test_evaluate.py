@@ -138,3 +138,19 @@ def test_quick_report_with_tiny_model(tiny_model_dir, tmp_path, monkeypatch):
     report.run_report(cfg, log=lambda *_: None)
     again = (out / "RESULTS.md").read_text()
     assert again.count(human) == 1 and again.count(report.HUMAN_PLACEHOLDER) == len(grid.sections) - 1
+
+
+def test_compare_results_hand_made():
+    from training.compare_results import compare
+
+    def pt(key, acc, nfe, seed=0):
+        return {"key": key, "task": "t", "policy": "p", "params": {}, "block_length": 8, "seed": seed,
+                "accuracy": acc, "mean_nfe": nfe}
+
+    a = {"x": pt("x", 0.5, 6.0), "y": pt("y", 0.25, 12.0), "only-a": pt("only-a", 1.0, 1.0)}
+    b = {"x": pt("x", 0.5, 6.0), "y": pt("y", 0.5, 11.5), "only-b": pt("only-b", 0.0, 1.0)}
+    out = compare(a, b)
+    assert (out["shared"], out["only_a"], out["only_b"]) == (2, 1, 1)
+    assert out["accuracy"] == {"max_abs_diff": 0.25, "differing": 1}
+    assert out["mean_nfe"] == {"max_abs_diff": 0.5, "differing": 1}
+    assert out["worst"]["accuracy"] == [0.25, 0.5]
