@@ -95,3 +95,13 @@ def test_warmup_cosine_hand_numbers():
     assert warmup_cosine(60, 10, 110) == pytest.approx(0.5)  # half way down the cosine
     assert warmup_cosine(110, 10, 110, floor=0.1) == pytest.approx(0.1)  # ends at the floor
     assert warmup_cosine(500, 10, 110) == pytest.approx(0.0)  # stays there
+
+
+def test_dllm_card_row_measures_length_and_eos_first(tiny_dllm):
+    from training.dllm_card import measure_row, table
+
+    row = measure_row(tiny_dllm, "word_problems", "top_k_confidence", {"k": 16}, "full", 16, n=4, batch_size=2)
+    assert (row["block_length"], row["gen_length"], row["n"]) == (16, 16, 4)
+    assert row["nfe"] == 1.0                       # one step commits the whole canvas
+    assert 0 <= row["eos_first"] <= 1 and 0 <= row["response_tokens"] <= 16
+    assert "response tokens" in table([row]) and table([{**row, "response_tokens": None}]).endswith("| – |")

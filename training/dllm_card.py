@@ -14,7 +14,7 @@ import sys
 
 import torch
 
-# (task, policy, params, block_length or None for the task's, "full" for gen_length)
+# (task, policy, params, block_length or None for the task's, "full" for gen_length[, gen_length])
 ACCURACY_ROWS = [(name, "top_k_confidence", {"k": 1}, None)
                  for name in ("word_problems", "word_problems_long", "sudoku", "sorting")]
 PHENOMENA_ROWS = (
@@ -23,21 +23,26 @@ PHENOMENA_ROWS = (
     + [("sudoku", "top_k_confidence", {"k": k}, b) for k in (1, 2, 4) for b in (None, "full")]
     + [("sudoku", "confidence_threshold", {"threshold": 0.9}, b) for b in (None, "full")]
     + [("sudoku", "random", {"k": 1}, "full")]
+    # a canvas twice the trained one (LLaDA answers in a 256-token canvas): more EOS padding to commit
+    + [("word_problems", p, params, b, 96) for p, params in (("top_k_confidence", {"k": 2}),
+                                                             ("confidence_threshold", {"threshold": 0.9}))
+       for b in (None, "full")]
 )
 
 
-def measure_row(dllm, task_name, policy_name, params, block, n, batch_size=100) -> dict:
-    """Accuracy, mean NFE, and the share of samples whose first commit is EOS padding."""
+def measure_row(dllm, task_name, policy_name, params, block, gen_length=None, *, n, batch_size=100) -> dict:
+    """Accuracy, mean NFE, the share of samples whose first commit is EOS padding, and the mean
+    response length in tokens (up to the first EOS): committing the padding first shortens answers."""
     from unmasker import SamplerConfig, build_policy, generate
 
     from .tasks import get_task
 
     task = get_task(task_name)
-    L = task.gen_length
+    L = gen_length or task.gen_length
     bl = L if block == "full" else (block or task.block_length)
     cfg = SamplerConfig(gen_length=L, block_length=bl)
     problems = task.problems("test", n)
-    correct, nfe, eos_first = 0.0, 0, 0
+    correct, nfe, eos_first, length = 0.0, 0, 0, 0
     eos = torch.tensor(dllm.eos_ids)
     for i in range(0, n, batch_size):
         chunk = problems[i:i + batch_size]
@@ -45,18 +50,25 @@ def measure_row(dllm, task_name, policy_name, params, block, n, batch_size=100) 
         correct += sum(task.reward(traj.texts, chunk))
         nfe += int(traj.nfe.sum())
         first = traj.unmask_step == traj.unmask_step.clamp(min=0).min(-1, keepdim=True).values
-        eos_first += int((first & torch.isin(traj.tokens, eos)).any(-1).sum())
+        is_eos = torch.isin(traj.tokens, eos)
+        eos_first += int((first & is_eos).any(-1).sum())
+        length += int(torch.where(is_eos.any(-1), is_eos.int().argmax(-1), L).sum())
     return {"task": task_name, "policy": policy_name, "params": params, "block_length": bl, "gen_length": L,
-            "n": n, "accuracy": correct / n, "nfe": nfe / n, "eos_first": eos_first / n}
+            "n": n, "accuracy": correct / n, "nfe": nfe / n, "eos_first": eos_first / n, "response_tokens": length / n}
 
 
 def table(rows) -> str:
-    out = ["| task | policy | params | block | NFE | accuracy | first commit is EOS |", "|---|---|---|---|---|---|---|"]
+    out = ["| task | policy | params | block | NFE | accuracy | first commit is EOS | response tokens |",
+           "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         p = ", ".join(f"{k}={v}" for k, v in r["params"].items())
         out.append(f"| {r['task']} | {r['policy']} | {p} | {r['block_length']}/{r['gen_length']} | {r['nfe']:.1f} | "
-                   f"{100 * r['accuracy']:.1f}% | {100 * r['eos_first']:.0f}% |")
+                   f"{100 * r['accuracy']:.1f}% | {100 * r['eos_first']:.0f}% | {_fmt(r.get('response_tokens'))} |")
     return "\n".join(out)
+
+
+def _fmt(x) -> str:
+    return "–" if x is None else f"{x:.1f}"
 
 
 def main(argv=None):
