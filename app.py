@@ -143,7 +143,8 @@ def policy_field_names(name: str) -> set[str]:
 
 def pick_checkpoint(resources: Resources, task: str) -> str:
     """The shipped policy that best fits `task` at its default (semi-AR) block length: trained on
-    the task, at that block length, multiplicative reward, alpha closest to 1; or RANDOM_INIT."""
+    the loaded dLLM, on the task, at that block length, multiplicative reward, alpha closest to 1;
+    or RANDOM_INIT."""
     usable = [p for p in resources.policies.values() if p.net is not None]
     if not usable:
         return RANDOM_INIT
@@ -151,7 +152,8 @@ def pick_checkpoint(resources: Resources, task: str) -> str:
 
     def fit(p):
         c = p.card
-        return (c.get("task") == task, c.get("block_length") == block, c.get("reward") == "multiplicative",
+        trained_on = os.path.basename(str(c.get("model", "")).rstrip("/"))
+        return (trained_on == resources.model_card.get("name"), c.get("task") == task, c.get("block_length") == block, c.get("reward") == "multiplicative",
                 -abs(float(c.get("alpha", 1.0)) - 1.0))
 
     return max(usable, key=fit).name

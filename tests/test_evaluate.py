@@ -106,6 +106,7 @@ def test_harness_two_policies_json_figure_and_resume(tiny_model_dir, tmp_path, m
 
 
 def test_quick_report_with_tiny_model(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the grid's relative checkpoints/tiny-dllm-b must not find the shipped one
     pol = tmp_path / "policies"
     _fake_policy(str(pol / "wp-a1"), 0.0, task="word_problems", block_length=8, alpha=1, reward="multiplicative")
     _fake_policy(str(pol / "wp-a3"), 6.0, task="word_problems", block_length=8, alpha=3, reward="additive")
