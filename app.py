@@ -153,7 +153,8 @@ def pick_checkpoint(resources: Resources, task: str) -> str:
     def fit(p):
         c = p.card
         trained_on = os.path.basename(str(c.get("model", "")).rstrip("/"))
-        return (trained_on == resources.model_card.get("name"), c.get("task") == task, c.get("block_length") == block, c.get("reward") == "multiplicative",
+        return (trained_on == resources.model_card.get("name"), c.get("task") == task,
+                c.get("block_length") == block, c.get("reward") == "multiplicative",
                 -abs(float(c.get("alpha", 1.0)) - 1.0))
 
     return max(usable, key=fit).name

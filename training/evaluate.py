@@ -81,10 +81,9 @@ class Setting:
     temperature: float = 0.0  # dLLM token temperature; the paper compares policies greedily
 
     def __post_init__(self):
-        from .tasks import FILE_TASKS, SPLITS, TASKS
+        from .tasks import SPLITS, check_task_name
 
-        if self.task not in TASKS and self.task.partition(":")[0] not in FILE_TASKS:
-            raise ValueError(f"task={self.task!r}: known tasks are {sorted(TASKS)} or gsm8k:PATH / math:PATH")
+        check_task_name(self.task)
         if self.split not in SPLITS:
             raise ValueError(f"split={self.split!r}: expected one of {SPLITS}")
         for name in ("block_length", "gen_length", "n"):

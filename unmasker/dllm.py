@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import torch
@@ -71,7 +70,7 @@ class DLLM:
             prompts = [prompts]
         if len(prompts) == 0:
             raise DLLMError("no prompt given")
-        rows = []
+        rows, prefix = [], self._prefix_ids()
         for i, text in enumerate(prompts):
             if not isinstance(text, str) or not text.strip():
                 raise DLLMError(f"prompt {i} is empty")
@@ -83,7 +82,7 @@ class DLLM:
                     ids = ids["input_ids"]
             else:
                 ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-            ids = list(ids) + self._prefix_ids()
+            ids = list(ids) + prefix
             if not ids:
                 raise DLLMError(f"prompt {i} tokenises to nothing")
             if self.mask_id in ids:
@@ -107,7 +106,7 @@ class DLLM:
         """The same model (shared weights) with another generation prefix."""
         if generation_prefix == self.generation_prefix:
             return self
-        return dataclasses.replace(self, generation_prefix=generation_prefix)
+        return replace(self, generation_prefix=generation_prefix)
 
     def decode(self, gen_ids: torch.Tensor) -> list[str]:
         """Decode (B, L) generated ids: cut at the first EOS, drop masks and special tokens."""

@@ -16,17 +16,24 @@ TASKS = {
 FILE_TASKS = {"gsm8k": GSM8KFile, "math": MATHFile}
 
 
-def get_task(name: str) -> Task:
-    """A generated family by name, or a local file as `gsm8k:PATH` / `math:PATH` (its test split)."""
+def check_task_name(name: str) -> None:
+    """Raise ValueError unless `name` is a generated family or a `gsm8k:PATH` / `math:PATH` spec
+    (the file itself is read only by `get_task`)."""
     family, sep, path = name.partition(":")
     if sep and family in FILE_TASKS:
         if not path:
             raise ValueError(f"task {name!r}: give the file, e.g. {family}:/data/{family}/test.parquet")
-        return FILE_TASKS[family](path)
-    if name not in TASKS:
+    elif name not in TASKS:
         raise ValueError(f"unknown task {name!r}; known: {sorted(TASKS)} or "
                          f"{' / '.join(f + ':PATH' for f in FILE_TASKS)} for a local file")
-    return TASKS[name]()
 
 
-__all__ = ["FILE_TASKS", "SPLITS", "TASKS", "GSM8KFile", "MATHFile", "Problem", "Task", "get_task", "split_of"]
+def get_task(name: str) -> Task:
+    """A generated family by name, or a local file as `gsm8k:PATH` / `math:PATH` (its test split)."""
+    check_task_name(name)
+    family, _, path = name.partition(":")
+    return FILE_TASKS[family](path) if name not in TASKS else TASKS[name]()
+
+
+__all__ = ["FILE_TASKS", "SPLITS", "TASKS", "GSM8KFile", "MATHFile", "Problem", "Task", "check_task_name", "get_task",
+           "split_of"]
