@@ -4,7 +4,11 @@ Objective as LLaDA SFT: the prompt is never masked; the response, EOS-padded to 
 generation length, is masked with ratio t ~ U(eps, 1) per sample, and the cross-entropy on masked
 positions is weighted by 1/t and normalised by the generation length. Data is generated on the
 fly from the task mixture (train split only), seeded by step, so a resumed run sees the same
-stream. Runs as `python -m training.train_dllm` or `accelerate launch -m training.train_dllm`.
+stream. Each batch is padded to a canvas drawn from its task's `train_gen_lengths` (LLaDA's SFT
+pads far past most answers, which is what makes confidence decoding commit EOS first).
+`--init_from FOLDER` starts from another embedded model's weights (rows of the word embedding
+matched by token, new tokens initialised fresh): continued training, recorded in the card.
+Runs as `python -m training.train_dllm` or `accelerate launch -m training.train_dllm`.
 """
 
 from __future__ import annotations
@@ -31,8 +35,10 @@ class DLLMTrainConfig:
     num_layers: int = field(default=5, metadata={"help": "encoder layers"})
     num_heads: int = field(default=4, metadata={"help": "attention heads"})
     intermediate_size: int = field(default=576, metadata={"help": "FFN width"})
-    mixture: str = field(default="word_problems:0.6,word_problems_long:0.1,sudoku:0.22,sorting:0.08",
+    mixture: str = field(default="word_problems:0.5,word_problems_long:0.1,sudoku:0.2,sorting:0.05,arithmetic:0.15",
                          metadata={"help": "task:weight,... training mixture"})
+    init_from: str = field(default="", metadata={"help": "start from this embedded model folder's weights "
+                                                         "(same architecture; embeddings matched by token)"})
     batch_size: int = field(default=64, metadata={"help": "sequences per step"})
     lr: float = field(default=1.5e-3, metadata={"help": "peak AdamW learning rate"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
@@ -78,11 +84,12 @@ class DLLMTrainConfig:
         return out
 
 
-def make_batch(tokenizer, task, problems, device):
-    """Prompt (left-padded) + response EOS-padded to task.gen_length. Returns ids, attention, response mask."""
+def make_batch(tokenizer, task, problems, device, gen_length: int | None = None):
+    """Prompt (left-padded) + response EOS-padded to gen_length (default task.gen_length).
+    Returns ids, attention, response mask."""
     from unmasker.dllm import left_pad
 
-    L = task.gen_length
+    L = gen_length or task.gen_length
     prompts = tokenizer([p.prompt for p in problems], add_special_tokens=False)["input_ids"]
     responses = tokenizer([p.solution for p in problems], add_special_tokens=False)["input_ids"]
     ids, att = left_pad(prompts, tokenizer.pad_token_id)
@@ -169,6 +176,8 @@ def train(cfg: DLLMTrainConfig) -> dict:
         max_position_embeddings=256, type_vocab_size=1, hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0, pad_token_id=tokenizer.pad_token_id,
     ))
+    if cfg.init_from and not resuming:
+        _init_from(model, tokenizer, cfg.init_from)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, cfg.warmup_steps, cfg.max_steps, floor=0.1))
     model, opt, sched = acc.prepare(model, opt, sched)
@@ -186,7 +195,8 @@ def train(cfg: DLLMTrainConfig) -> dict:
         name = rng.choices(list(weights), list(weights.values()))[0]
         task = tasks[name]
         problems = [task.sample(rng, "train") for _ in range(cfg.batch_size)]
-        x, a, r = make_batch(tokenizer, task, problems, acc.device)
+        canvas = rng.choice(task.train_gen_lengths or (task.gen_length,))
+        x, a, r = make_batch(tokenizer, task, problems, acc.device, canvas)
         gen = torch.Generator().manual_seed(rng.randrange(2**31))
         with acc.autocast():
             loss = diffusion_loss(model, x, a, r, tokenizer.mask_token_id, cfg.eps, gen)
@@ -235,8 +245,44 @@ def train(cfg: DLLMTrainConfig) -> dict:
     return {"step": step, "wall_seconds": wall}
 
 
+def _init_from(model, tokenizer, folder: str) -> None:
+    """Copy another embedded model's weights into `model` (same architecture). Word-embedding rows
+    (tied to the output layer) and output biases are copied for tokens both vocabularies hold;
+    tokens new to this vocabulary keep their fresh initialisation."""
+    from transformers import AutoTokenizer, BertForMaskedLM
+
+    src = BertForMaskedLM.from_pretrained(folder)
+    src_tok = AutoTokenizer.from_pretrained(folder)
+    mine, theirs = model.config, src.config
+    for k in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "max_position_embeddings"):
+        if getattr(mine, k) != getattr(theirs, k):
+            raise ValueError(f"--init_from {folder}: {k} is {getattr(theirs, k)} there, {getattr(mine, k)} here; "
+                             "pass the same architecture flags")
+    vocab_keys = {"bert.embeddings.word_embeddings.weight", "cls.predictions.decoder.weight",
+                  "cls.predictions.bias", "cls.predictions.decoder.bias"}
+    state = {k: v for k, v in src.state_dict().items() if k not in vocab_keys}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or set(missing) - vocab_keys:
+        raise ValueError(f"--init_from {folder}: weights do not match (missing {missing}, unexpected {unexpected})")
+    shared = [(i, src_tok.convert_tokens_to_ids(t)) for t, i in tokenizer.get_vocab().items()
+              if t in src_tok.get_vocab()]
+    rows = torch.tensor([i for i, _ in shared])
+    src_rows = torch.tensor([j for _, j in shared])
+    new = torch.ones(len(tokenizer), dtype=torch.bool)
+    new[rows] = False
+    src_emb, src_bias = src.bert.embeddings.word_embeddings.weight, src.cls.predictions.bias
+    with torch.no_grad():
+        model.bert.embeddings.word_embeddings.weight[rows] = src_emb[src_rows]
+        model.cls.predictions.bias[rows] = src_bias[src_rows]
+        # A new token starts as a rare one: the mean embedding plus the fresh noise, and the lowest
+        # output bias (a zero bias would pull probability from every trained prediction).
+        emb = model.bert.embeddings.word_embeddings.weight
+        emb[new] = src_emb.mean(0) + 0.1 * emb[new]
+        model.cls.predictions.bias[new] = src_bias.min()
+
+
 def _arch(cfg: DLLMTrainConfig) -> dict:
-    keep = ("hidden_size", "num_layers", "num_heads", "intermediate_size", "mixture", "seed")
+    keep = ("hidden_size", "num_layers", "num_heads", "intermediate_size", "mixture", "seed", "init_from")
     return {k: getattr(cfg, k) for k in keep}
 
 

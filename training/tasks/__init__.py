@@ -1,15 +1,20 @@
 """Task families, by name. Each is a `Task` with seeded generation, a verifier and fixed splits."""
 
 from .base import SPLITS, Problem, Task, split_of
-from .puzzles import Sorting, Sudoku
+from .puzzles import Arithmetic, Sorting, Sudoku
 from .real import GSM8KFile, MATHFile
 from .word_problems import WordProblems
 
 TASKS = {
-    "word_problems": lambda: WordProblems(),
-    "word_problems_long": lambda: WordProblems(4, 6, gen_length=96, block_length=16, name="word_problems_long"),
+    # trained on EOS-padded canvases up to 128 (LLaDA-style SFT padding); served at 48 semi-AR, and
+    # at 128 in the full-diffusion collapse setting
+    "word_problems": lambda: WordProblems(train_gen_lengths=(48, 64, 96, 128)),
+    "word_problems_long": lambda: WordProblems(4, 6, gen_length=96, block_length=16, name="word_problems_long",
+                                               train_gen_lengths=(96, 128)),
+    "word_problems_heldout": lambda: WordProblems(name="word_problems_heldout", heldout=True),
     "sudoku": lambda: Sudoku(),
     "sorting": lambda: Sorting(),
+    "arithmetic": lambda: Arithmetic(),
 }
 
 
@@ -35,5 +40,5 @@ def get_task(name: str) -> Task:
     return FILE_TASKS[family](path) if name not in TASKS else TASKS[name]()
 
 
-__all__ = ["FILE_TASKS", "SPLITS", "TASKS", "GSM8KFile", "MATHFile", "Problem", "Task", "check_task_name", "get_task",
+__all__ = ["FILE_TASKS", "SPLITS", "TASKS", "Arithmetic", "GSM8KFile", "MATHFile", "Problem", "Task", "check_task_name", "get_task",
            "split_of"]

@@ -1,8 +1,9 @@
 """A verifiable task family: seeded problem generator, answer extractor, 0/1 verifier, splits.
 
 Splits are fixed and disjoint by construction: a problem belongs to the split chosen by a stable
-hash of its prompt (80% train / 10% validation / 10% test), so a test prompt can never be drawn
-for training whatever the seed.
+hash of its split key (80% train / 10% validation / 10% test), so a test problem can never be drawn
+for training whatever the seed. The key is the prompt, or what must not leak between splits
+(Sudoku: the solution grid, so test puzzles have grids never seen in training).
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ class Problem:
     meta: dict = field(default_factory=dict, compare=False)
 
 
-def split_of(prompt: str) -> str:
-    h = int.from_bytes(hashlib.sha256(prompt.encode()).digest()[:4], "big") % 100
+def split_of(key: str) -> str:
+    h = int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big") % 100
     return "train" if h < 80 else ("validation" if h < 90 else "test")
 
 
@@ -36,6 +37,7 @@ class Task:
     gen_length: int = 48
     block_length: int = 8
     generation_prefix: str = ""  # the response starts with this text (see unmasker.DLLM.generation_prefix)
+    train_gen_lengths: tuple = ()  # canvases the dLLM trainer pads responses to (empty: gen_length)
 
     def draw(self, rng: random.Random) -> Problem:
         raise NotImplementedError
@@ -46,13 +48,20 @@ class Task:
     def verify(self, text: str, problem: Problem) -> bool:
         raise NotImplementedError
 
+    def split_key(self, problem: Problem) -> str:
+        """What decides a problem's split (hashed by `split_of`)."""
+        return problem.prompt
+
+    def split(self, problem: Problem) -> str:
+        return split_of(self.split_key(problem))
+
     def sample(self, rng: random.Random, split: str = "train") -> Problem:
         """Draw until the problem falls in `split`."""
         if split not in SPLITS:
             raise ValueError(f"split={split!r}: expected one of {SPLITS}")
         while True:
             p = self.draw(rng)
-            if split_of(p.prompt) == split:
+            if self.split(p) == split:
                 return p
 
     def problems(self, split: str, n: int, seed: int = 1234) -> list[Problem]:

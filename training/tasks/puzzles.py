@@ -1,4 +1,5 @@
-"""4x4 Sudoku (order matters: the sharpest test of a policy) and list sorting (out-of-domain)."""
+"""4x4 Sudoku (order matters: the sharpest test of a policy), list sorting (out-of-domain) and the
+arithmetic drill (the + / - facts the word problems need, several per sample)."""
 
 from __future__ import annotations
 
@@ -13,22 +14,25 @@ _DIGITS = re.compile(r"\d+")
 
 
 def _solutions() -> list[tuple[int, ...]]:
-    """The 96 valid 4x4 grids reachable from one base grid by relabelling, row/column swaps inside
-    bands/stacks, band swaps and transposition (of the 288 valid grids in all). Train and test
-    puzzles differ in their givens but share this pool of solutions."""
-    out = set()
-    for perm in itertools.permutations([1, 2, 3, 4]):
-        for rows in itertools.product([(0, 1), (1, 0)], [(2, 3), (3, 2)]):
-            for bands in ([0, 1], [1, 0]):
-                for cols in itertools.product([(0, 1), (1, 0)], [(2, 3), (3, 2)]):
-                    for transpose in (False, True):
-                        order = [rows[b][i] for b in bands for i in range(2)]
-                        corder = [c for pair in cols for c in pair]
-                        g = [[perm[_BASE[r][c] - 1] for c in corder] for r in order]
-                        if transpose:
-                            g = [list(x) for x in zip(*g)]
-                        out.add(tuple(v for row in g for v in row))
-    return sorted(out)
+    """All 288 valid 4x4 grids (enumerated: each row a permutation, checked by `valid_grid`).
+    Puzzles are split by their solution grid, so a test puzzle's grid never occurs in training."""
+    rows = list(itertools.permutations([1, 2, 3, 4]))
+    out = []
+    for r0 in rows:
+        for r1 in rows:
+            if not _fits([r0, r1]):
+                continue
+            for r2 in rows:
+                if _fits([r0, r1, r2]):
+                    out.extend(g for r3 in rows if valid_grid(g := [*r0, *r1, *r2, *r3]))
+    return sorted(tuple(g) for g in out)
+
+
+def _fits(rows) -> bool:
+    """No column repeats, and the first two rows fill the top 2x2 boxes."""
+    if any(len(set(col)) < len(col) for col in zip(*rows)):
+        return False
+    return len(rows) != 2 or all(len({rows[0][c], rows[0][c + 1], rows[1][c], rows[1][c + 1]}) == 4 for c in (0, 2))
 
 
 def valid_grid(cells: list[int]) -> bool:
@@ -47,7 +51,7 @@ class Sudoku(Task):
     gen_length = 16
     block_length = 4
 
-    def __init__(self, min_blanks: int = 6, max_blanks: int = 10):
+    def __init__(self, min_blanks: int = 6, max_blanks: int = 12):
         self.min_blanks, self.max_blanks = min_blanks, max_blanks
         self._grids = None
 
@@ -62,6 +66,9 @@ class Sudoku(Task):
         solution = " ".join(str(v) for v in grid)
         givens = {i: v for i, v in enumerate(grid) if i not in blanks}
         return Problem(prompt, solution, solution, self.name, {"givens": givens, "blanks": len(blanks)})
+
+    def split_key(self, problem: Problem) -> str:
+        return problem.solution
 
     def extract(self, text: str):
         return [int(d) for d in _DIGITS.findall(text)]
@@ -94,3 +101,30 @@ class Sorting(Task):
 
     def verify(self, text: str, problem: Problem) -> bool:
         return self.extract(text) == [int(d) for d in problem.answer.split()]
+
+
+class Arithmetic(Task):
+    """Training drill for the fact table the word problems rest on (values <= 60, operands 1-9):
+    'compute : 17 - 9 ; 4 + 3' -> '17 - 9 = 8 ; 4 + 3 = 7'. Each sample holds 3-4 facts, so a batch
+    teaches several times more facts than a batch of word problems, at a third of the length."""
+
+    name = "arithmetic"
+    gen_length = 32
+    block_length = 8
+
+    def draw(self, rng: random.Random) -> Problem:
+        facts = []
+        for _ in range(rng.randint(3, 4)):
+            a = rng.randint(1, 60)
+            plus = a <= 58 and rng.random() < 0.5 or a < 2
+            b = rng.randint(1, min(9, 60 - a)) if plus else rng.randint(1, min(9, a - 1))
+            facts.append((a, "+" if plus else "-", b, a + b if plus else a - b))
+        prompt = "compute : " + " ; ".join(f"{a} {op} {b}" for a, op, b, _ in facts)
+        solution = " ; ".join(f"{a} {op} {b} = {c}" for a, op, b, c in facts)
+        return Problem(prompt, solution, " ".join(str(c) for *_, c in facts), self.name, {})
+
+    def extract(self, text: str):
+        return [int(c) for c in re.findall(r"=\s*(-?\d+)", text)]
+
+    def verify(self, text: str, problem: Problem) -> bool:
+        return self.extract(text) == [int(c) for c in problem.answer.split()]
