@@ -105,3 +105,42 @@ def test_dllm_card_row_measures_length_and_eos_first(tiny_dllm):
     assert row["nfe"] == 1.0                       # one step commits the whole canvas
     assert 0 <= row["eos_first"] <= 1 and 0 <= row["response_tokens"] <= 16
     assert "response tokens" in table([row]) and table([{**row, "response_tokens": None}]).endswith("| – |")
+
+
+def test_full_diffusion_failure_summary_compares_with_semi_ar_at_the_same_canvas():
+    from training.dllm_card import failure_summary
+
+    def row(block, acc, L=128, k=2, eos=0.0):
+        return {"task": "word_problems", "policy": "top_k_confidence", "params": {"k": k}, "block_length": block,
+                "gen_length": L, "n": 10, "accuracy": acc, "nfe": L / k, "eos_first": eos, "response_tokens": 9.0}
+
+    rows = [row(8, 0.80), row(128, 0.65, eos=1.0), row(8, 0.80, k=4), row(128, 0.75, k=4),
+            row(8, 0.9, L=48), row(48, 0.9, L=48), row(128, 0.1, k=8)]   # the last has no semi-AR twin
+    lines = failure_summary(rows)
+    assert len(lines) == 3
+    assert lines[0].startswith("FAILS: word_problems L=128") and "(-15.0 points)" in lines[0]
+    assert "EOS first in 100% vs 0%" in lines[0]
+    assert lines[1].startswith("holds:") and "(-5.0 points)" in lines[1]
+    assert lines[2].startswith("holds: word_problems L=48") and "(+0.0 points)" in lines[2]
+
+
+def test_init_from_copies_weights_and_matches_embeddings_by_token(tmp_path):
+    from transformers import AutoTokenizer, BertForMaskedLM
+
+    out = str(tmp_path / "a")
+    main(_tiny_args(out, 1))
+    src, src_tok = BertForMaskedLM.from_pretrained(out), AutoTokenizer.from_pretrained(out)
+    warm = str(tmp_path / "b")
+    args = _tiny_args(warm, 1) + ["--init_from", out, "--lr", "1e-12", "--seed", "5"]  # a step that changes ~nothing
+    main(args)
+    got, tok = BertForMaskedLM.from_pretrained(warm), AutoTokenizer.from_pretrained(warm)
+    layer = "bert.encoder.layer.0.attention.self.query.weight"
+    assert torch.allclose(got.state_dict()[layer], src.state_dict()[layer], atol=1e-6)
+    for word in ("sudoku", "7", "[EOS]"):
+        i, j = tok.convert_tokens_to_ids(word), src_tok.convert_tokens_to_ids(word)
+        assert torch.allclose(got.bert.embeddings.word_embeddings.weight[i],
+                              src.bert.embeddings.word_embeddings.weight[j], atol=1e-6)
+    bad = _tiny_args(str(tmp_path / "c"), 1) + ["--init_from", out]
+    bad[bad.index("--hidden_size") + 1] = "48"
+    with pytest.raises(ValueError, match="hidden_size is 32 there, 48 here"):
+        main(bad)
