@@ -222,6 +222,21 @@ def _as_int(name: str, value) -> int:
     return int(value)
 
 
+def vocab_check(resources: Resources, prompt) -> tuple[list[str], str]:
+    """The prompt's words the loaded model does not know (read as its unknown token), and a page
+    note listing them with one prompt per task family that the model does understand ("" if none)."""
+    unknown = resources.dllm.unknown_words((prompt or "").strip())
+    if not unknown:
+        return [], ""
+    words = ", ".join(f"`{w}`" for w in unknown[:20]) + (f" and {len(unknown) - 20} more" if len(unknown) > 20 else "")
+    families = "\n".join(f"- *{p.task}*: {p.prompt}" for p in resources.examples
+                         if not getattr(resources.tasks[p.task], "heldout", False))
+    note = (f"⚠️ **{resources.dllm.name} does not know {len(unknown)} word(s) of this prompt:** {words}. "
+            f"It reads each as `{resources.dllm.tokenizer.unk_token}`, so its answer is likely meaningless. "
+            f"Rephrase with words it knows; it understands prompts like these:\n{families}")
+    return unknown, note
+
+
 def find_problem(resources: Resources, prompt: str, drawn):
     """The task problem this prompt came from (drawn in this session or an example), if any."""
     for p in ([drawn] if drawn else []) + resources.examples:
@@ -256,6 +271,7 @@ def run_columns(resources: Resources, prompt, gen_length, block_length, seed, te
         raise ValueError("strategies must be a list of {'policy': name, 'params': {...}}")
     if len(strategies) > MAX_COLUMNS:
         raise ValueError(f"at most {MAX_COLUMNS} strategies, got {len(strategies)}")
+    unknown, _ = vocab_check(resources, prompt)
     records, runs = [], []
     for i, spec in enumerate(strategies):
         t0 = time.perf_counter()
@@ -270,6 +286,7 @@ def run_columns(resources: Resources, prompt, gen_length, block_length, seed, te
         rec = views.new_record(spec["policy"], label, params, config.gen_length, config.block_length, seed,
                                 dllm.mask_id)
         rec["wall_s"] = time.perf_counter() - t0
+        rec["unknown_words"] = unknown
         records.append(rec)
         runs.append((rec, unmasker.iter_unmask(dllm, policy, (ids, att), config, seed)))
     if not runs:
@@ -355,6 +372,7 @@ def build_demo(resources: Resources) -> gr.Blocks:
                     with gr.Row():
                         task = gr.Dropdown(list(resources.tasks), value=DEFAULT_TASK, label="Task family", scale=2)
                         draw_btn = gr.Button("New random problem", scale=1, elem_id="draw")
+                    vocab_md = gr.Markdown(vocab_check(resources, first.prompt)[1], elem_id="vocab-note")
                     problem_md = gr.Markdown("")
                 with gr.Column(scale=2):
                     with gr.Row():
@@ -449,6 +467,9 @@ def build_demo(resources: Resources) -> gr.Blocks:
         draw_btn.click(new_problem, [task, draws], [prompt, gen_length, block_length, drawn, draws, problem_md,
                                                    *ckpt_dds], api_name="new_problem")
         full_btn.click(lambda g: g, gen_length, block_length, queue=False, api_visibility="private")
+        # Said before running: typed words the model cannot read (also an API endpoint).
+        prompt.change(lambda text: vocab_check(resources, text)[1], prompt, vocab_md, queue=False,
+                      api_name="check_prompt", trigger_mode="always_last", show_progress="hidden")
         for i, (_, widgets, _, canvas, slider) in enumerate(columns):
             if "checkpoint" in widgets and "temperature" in widgets:
                 widgets["checkpoint"].change(checkpoint_temperature, widgets["checkpoint"], widgets["temperature"],

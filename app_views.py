@@ -241,7 +241,7 @@ def tokens_per_step_figure(records: list[dict]) -> go.Figure:
 def result_json(records: list[dict]) -> list[dict]:
     """The API result: one entry per column (the records minus per-position hover details)."""
     keep = ("policy", "params", "label", "text", "correct", "nfe", "wall_s", "gen_length", "block_length",
-            "seed", "tokens", "token_ids", "order", "conf", "done")
+            "seed", "tokens", "token_ids", "order", "conf", "done", "unknown_words")
     out = []
     for rec in records:
         if rec.get("policy") == OFF:

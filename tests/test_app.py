@@ -184,6 +184,17 @@ def test_bad_input_shows_a_message_and_the_app_keeps_working(app_url, prompt, ge
     assert final[1]["visible"] is False  # a good run clears the error box
 
 
+def test_typed_words_the_model_does_not_know_are_named_before_running(app_url):
+    client = _client(app_url)
+    typed = "Jorge has 5 mangoes. He buys 3 more. How many mangoes does Jorge have now?"
+    note = client.predict(typed, api_name="/check_prompt")
+    assert "does not know 2 word(s)" in note and "`Jorge`, `mangoes`" in note
+    assert "sudoku :" in note and "sort :" in note          # what it does understand: one example per family
+    assert client.predict("Tom has 4 apples. He buys 3 more apples. How many?", api_name="/check_prompt") == ""
+    final, _ = _run(client, typed, [{"policy": "top_k_confidence", "params": {"k": 4}}])
+    assert final[0][0]["unknown_words"] == ["Jorge", "mangoes"]
+
+
 def test_new_random_problem_is_from_the_test_split_and_graded(app_url):
     from training.tasks import split_of
 

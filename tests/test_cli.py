@@ -124,3 +124,14 @@ def test_default_model_resolves_against_the_repo_root(tmp_path, monkeypatch):
     (tmp_path / "checkpoints" / "tiny-dllm").mkdir(parents=True)
     assert resolve_model(DEFAULT_MODEL) == DEFAULT_MODEL   # found relative to the cwd first
     assert resolve_model("owner/some-hub-model") == "owner/some-hub-model"
+
+
+def test_unknown_words_are_listed_before_running(tiny_model_dir, tiny_dllm, capsys):
+    typed = "Jorge has 5 mangoes. He buys 3 more. How many mangoes does Jorge have now?"
+    assert tiny_dllm.unknown_words(typed) == ["Jorge", "mangoes"]         # in order, once each
+    assert tiny_dllm.unknown_words("Tom has 4 apples. He buys 3 more apples. How many apples does Tom have now?") == []
+    assert exit_code(["generate", "--model", tiny_model_dir, "--gen-length", "8", "--block-length", "8",
+                      "--json", typed]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["unknown_words"] == ["Jorge", "mangoes"]
+    assert "does not know 2 word(s) of the prompt: Jorge, mangoes" in out.err

@@ -119,6 +119,10 @@ def cmd_generate(args) -> int:
         raise CLIError(f"model folder {model!r} has no config.json; not a model folder{hint}")
     _quiet_transformers()
     dllm = load_dllm(model, device=args.device, generation_prefix=args.generation_prefix)
+    unknown = dllm.unknown_words(args.prompt)
+    if unknown:  # said before running: the model reads these as its unknown token
+        print(f"warning: {dllm.name} does not know {len(unknown)} word(s) of the prompt: {', '.join(unknown)} "
+              f"(each is read as {dllm.tokenizer.unk_token}; rephrase for a meaningful answer)", file=sys.stderr)
     traj = generate(dllm, policy, [args.prompt], config, seed=args.seed, keep_steps=True)
 
     steps = []
@@ -144,6 +148,7 @@ def cmd_generate(args) -> int:
         "model": dllm.name,
         "config": dataclasses.asdict(config),
         "seed": args.seed,
+        "unknown_words": unknown,
         "steps": steps,
     }
     if args.json:

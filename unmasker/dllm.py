@@ -126,6 +126,19 @@ class DLLM:
         """One display string per token id (for visualisation)."""
         return [self.tokenizer.convert_ids_to_tokens(int(i)) or "" for i in ids]
 
+    def unknown_words(self, text: str) -> list[str]:
+        """The words of `text` the tokenizer maps to its unknown token, in order, without repeats.
+        Empty for tokenizers with no unknown token (byte-level BPE reads everything)."""
+        unk = getattr(self.tokenizer, "unk_token_id", None)
+        if unk is None or not text:
+            return []
+        try:
+            enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+            spans = [text[a:b] for i, (a, b) in zip(enc["input_ids"], enc["offset_mapping"]) if i == unk]
+        except (NotImplementedError, TypeError, ValueError):  # a slow tokenizer: no offsets
+            spans = [w for w in text.split() if unk in self.tokenizer(w, add_special_tokens=False)["input_ids"]]
+        return list(dict.fromkeys(spans))
+
     def max_prompt_tokens(self, gen_length: int) -> int | None:
         return None if self.max_positions is None else self.max_positions - gen_length
 
