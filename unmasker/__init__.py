@@ -19,6 +19,7 @@ _EXPORTS = {
     "StepContext": "unmasker.policies",
     "UnmaskPolicy": "unmasker.policies",
     "LearnedPolicy": "unmasker.policies",
+    "UnmaskPolicyScheduler": "unmasker.diffusers_scheduler",  # imports diffusers, only when asked for
 }
 
 DEFAULT_MODEL = "checkpoints/tiny-dllm"

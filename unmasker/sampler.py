@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Iterator, NamedTuple, Sequence
 
 import torch
 
@@ -60,6 +60,34 @@ def propose(logits: torch.Tensor, temperature: float, generator: torch.Generator
     return (l64.exp() / (-torch.log(u)) ** temperature).argmax(-1)
 
 
+class StepFeatures(NamedTuple):
+    """What one forward pass gives a policy; all (B, L) except probs (B, L, V)."""
+
+    probs: torch.Tensor
+    proposals: torch.Tensor
+    confidence: torch.Tensor
+    token_prob: torch.Tensor
+    margin: torch.Tensor
+    entropy: torch.Tensor
+
+
+def step_features(logits: torch.Tensor, mask_id: int, temperature: float,
+                  generator: torch.Generator | None) -> StepFeatures:
+    """Logits (B, L, V) -> proposals and the per-position numbers a `StepContext` carries.
+    Shared by `iter_unmask` and the diffusers scheduler, so both see identical numbers."""
+    # one fp32 copy, so the caller's logits stay untouched
+    logits = logits.clone() if logits.dtype == torch.float32 else logits.float()
+    # Never propose the mask token itself: committing it would leave a position masked
+    # while counting it as done (dInfer excludes such proposals too, anchors 1.4).
+    logits[..., mask_id] = float("-inf")
+    probs = torch.softmax(logits, dim=-1)  # confidences from noise-free probabilities
+    proposals = propose(logits, temperature, generator)
+    top2 = probs.topk(2, dim=-1).values
+    token_prob = probs.gather(-1, proposals[..., None]).squeeze(-1)
+    entropy = -(probs * torch.log(probs.clamp(min=1e-30))).sum(-1)
+    return StepFeatures(probs, proposals, top2[..., 0], token_prob, top2[..., 0] - top2[..., 1], entropy)
+
+
 def _prompt_tensors(dllm: DLLM, prompts, config: SamplerConfig):
     if isinstance(prompts, tuple) and len(prompts) == 2 and isinstance(prompts[0], torch.Tensor):
         ids, att = prompts
@@ -108,19 +136,13 @@ def iter_unmask(
             active = (masked & in_block).any(-1)
             if not active.any():
                 break
-            logits = _active_logits(dllm, x, attn, active)[:, P:].float()
-            # Never propose the mask token itself: committing it would leave a position masked
-            # while counting it as done (dInfer excludes such proposals too, anchors 1.4).
-            logits[..., mask_id] = float("-inf")
-            probs = torch.softmax(logits, dim=-1)  # confidences from noise-free probabilities
-            proposals = propose(logits, config.temperature, token_generator)
-            top2 = probs.topk(2, dim=-1).values
-            confidence = top2[..., 0]
-            token_prob = probs.gather(-1, proposals[..., None]).squeeze(-1)
-            entropy = -(probs * torch.log(probs.clamp(min=1e-30))).sum(-1)
+            logits = _active_logits(dllm, x, attn, active)[:, P:]
+            probs, proposals, confidence, token_prob, margin, entropy = step_features(
+                logits, mask_id, config.temperature, token_generator
+            )
             eligible = masked & in_block & active[:, None]
             ctx = StepContext(
-                confidence=confidence, token_prob=token_prob, margin=top2[..., 0] - top2[..., 1],
+                confidence=confidence, token_prob=token_prob, margin=margin,
                 entropy=entropy, masked=masked, eligible=eligible, t=nfe.float() / L,
                 block_step=block_step.clone(), block_masked=block_masked, block_length=BL,
                 gen_length=L, generator=generator,
@@ -136,7 +158,7 @@ def iter_unmask(
                 top_probs, top_ids = probs.topk(config.top_alternatives, dim=-1)
             yield Step(
                 index=index, block=block, committed=commit, tokens=gen.clone(), proposals=proposals,
-                confidence=confidence, token_prob=token_prob, margin=ctx.margin, entropy=entropy,
+                confidence=confidence, token_prob=token_prob, margin=margin, entropy=entropy,
                 masked=masked, eligible=eligible, t=ctx.t, active=active, nfe=nfe.clone(),
                 elapsed=time.perf_counter() - start, top_ids=top_ids, top_probs=top_probs,
             )
