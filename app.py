@@ -496,6 +496,10 @@ def main(argv=None) -> int:
     cfg = parse_args(argv)
     from unmasker import DLLMError
 
+    import app_gemma  # DiffusionGemma is not a masked dLLM: its own page
+
+    if app_gemma.is_gemma_model(cfg.model):
+        return app_gemma.main(cfg)
     print(f"loading the dLLM from {cfg.model} ...", flush=True)
     try:
         resources = load_resources(cfg)

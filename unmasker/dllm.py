@@ -197,9 +197,11 @@ def _raw_config(name_or_path: str) -> dict:
 
 
 def detect_backend(config) -> str:
-    """'llada' / 'dream' / 'masked_lm' from a config (object or plain dict)."""
+    """'llada' / 'dream' / 'masked_lm' / 'diffusion_gemma' from a config (object or plain dict)."""
     kind = config.get("model_type", "") if isinstance(config, dict) else getattr(config, "model_type", "")
     kind = (kind or "").lower()
+    if kind == "diffusion_gemma":
+        return "diffusion_gemma"
     if "llada" in kind:
         return "llada"
     if "dream" in kind:
@@ -230,6 +232,12 @@ def load_dllm(
         raise DLLMError(f"{name_or_path}: no config.json; not a model folder")
     if backend == "auto":
         backend = detect_backend(_raw_config(name_or_path))
+    if backend == "diffusion_gemma":  # uniform noise, no mask id: its own backend (unmasker/gemma.py)
+        if mask_id is not None or generation_prefix:
+            raise DLLMError("DiffusionGemma has no mask token and takes no generation prefix")
+        from .gemma import load_gemma
+
+        return load_gemma(name_or_path, device=device, dtype=dtype, chat=chat)
     if backend not in BACKENDS:
         raise DLLMError(f"backend={backend!r}: expected 'auto' or one of {BACKENDS}")
     # Remote code runs only for the two model families that need it (LLaDA, Dream), never for
