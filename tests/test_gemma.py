@@ -177,3 +177,17 @@ def test_settings_and_rules_validate_with_clear_messages(gemma, tmp_path):
 
 def gemma_folder(gemma) -> str:
     return gemma.model.config._name_or_path
+
+
+def test_the_masked_sampler_refuses_diffusion_gemma_clearly(gemma):
+    from unmasker import SamplerConfig, build_policy, generate
+
+    with pytest.raises(DLLMError, match="not a masked dLLM"):
+        generate(gemma, build_policy("top_k_confidence"), PROMPTS, SamplerConfig(8, 8))
+
+
+def test_cli_names_the_right_entry_point(gemma, capsys):
+    from unmasker.cli import main
+
+    assert main(["generate", "--model", gemma_folder(gemma), "--device", "cpu", "sort : 15 3"]) != 0
+    assert "GemmaDLLM.generate" in capsys.readouterr().err

@@ -432,6 +432,12 @@ class GemmaDLLM:
     def token_strings(self, ids: Sequence[int]) -> list[str]:
         return [self.tokenizer.convert_ids_to_tokens(int(i)) or "" for i in ids]
 
+    def unknown_words(self, text: str) -> list[str]:
+        """The words of `text` the tokenizer reads as its unknown token (as `DLLM.unknown_words`)."""
+        from .dllm import DLLM
+
+        return DLLM.unknown_words(self, text)
+
     def generate(self, prompts, rule, sampling: GemmaSampling = GemmaSampling(), seed: int = 0) -> GemmaRun:
         """Run `model.generate` once with `rule` as the acceptance step and record every step.
 

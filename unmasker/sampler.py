@@ -89,6 +89,9 @@ def step_features(logits: torch.Tensor, mask_id: int, temperature: float,
 
 
 def _prompt_tensors(dllm: DLLM, prompts, config: SamplerConfig):
+    if not isinstance(dllm, DLLM):
+        raise DLLMError(f"{getattr(dllm, 'name', type(dllm).__name__)} is not a masked dLLM; DiffusionGemma samples "
+                        "through its own loop: GemmaDLLM.generate (unmasker/gemma.py) or the app")
     if isinstance(prompts, tuple) and len(prompts) == 2 and isinstance(prompts[0], torch.Tensor):
         ids, att = prompts
         if (ids == dllm.mask_id).any():
