@@ -8,7 +8,9 @@ differences between backends:
 * ``dream``: Dream (`AutoModel`, remote code); Qwen-initialised, so position i is predicted from
   the hidden state at i-1 and the logits are shifted right by one (anchors 1.2).
 
-It knows nothing about blocks, schedules or policies. Nothing is loaded at import time.
+LLaDA's and Dream's remote code was written for transformers 4.x; `adapt_remote_code` lets it load
+under 5.x without touching the model folder. It knows nothing about blocks, schedules or policies.
+Nothing is loaded at import time.
 """
 
 from __future__ import annotations
@@ -267,7 +269,8 @@ def load_dllm(
         if backend == "masked_lm":
             model = AutoModelForMaskedLM.from_pretrained(name_or_path, dtype=dtype)
         else:
-            model = AutoModel.from_pretrained(name_or_path, trust_remote_code=True, dtype=dtype)
+            adapt_remote_code(config, name_or_path)
+            model = AutoModel.from_pretrained(name_or_path, config=config, trust_remote_code=True, dtype=dtype)
     except (OSError, ValueError, RuntimeError) as err:
         raise DLLMError(f"cannot load model weights from {name_or_path!r}: {err}") from err
     model.to(device).eval().requires_grad_(False)
@@ -288,6 +291,143 @@ def load_dllm(
         pad_id=int(pad), backend=backend, use_chat_template=bool(chat), max_positions=max_pos,
         name=_model_name(name_or_path), generation_prefix=generation_prefix,
     )
+
+
+# -- remote code written for transformers 4.x ----------------------------------------------------------
+# LLaDA's and Dream's hub folders ship model code written against transformers 4.x. Under 5.x
+# six things in it break, none of them in the maths of the model:
+#   * LLaDAModelLM.__init__ never calls `post_init()`, which in 5.x is what sets
+#     `all_tied_weights_keys` (AttributeError in `from_pretrained`; ML-GSAI/LLaDA#130);
+#   * LLaDAModelLM overrides `tie_weights(self)`, which 5.x calls with keyword arguments;
+#   * LLaDA's forward reads `config.use_cache`, which 5.x's config base class now drops as a
+#     generation parameter;
+#   * Dream's rotary embedding looks up `ROPE_INIT_FUNCTIONS["default"]`, an entry 5.x dropped;
+#   * 5.x builds the model on the meta device and leaves non-persistent buffers (RoPE's
+#     `inv_freq`) to `_init_weights`; Dream's own `_init_weights` does not know them, so they would
+#     hold uninitialised memory: a model that loads and runs, with wrong positions;
+#   * DreamGenerationConfig overrides `validate(self, is_init=False)`, which 5.x calls with
+#     `user_set_attributes=`.
+# `adapt_remote_code` fills exactly these gaps on the loaded config and on the classes
+# transformers imported from the folder (never in the user's files). It does nothing under 4.x
+# or for code that already fits.
+
+
+def _transformers_5() -> bool:
+    import inspect
+
+    from transformers import PreTrainedModel
+
+    return "recompute_mapping" in inspect.signature(PreTrainedModel.tie_weights).parameters
+
+
+def _default_rope_parameters(config, device=None, seq_len=None, **rope_kwargs):
+    """transformers 4.x `_compute_default_rope_parameters`: plain RoPE inverse frequencies
+    theta^(-2i / d) over the rotary dims, attention factor 1 (Su et al., RoFormer)."""
+    if rope_kwargs.get("base") is not None and rope_kwargs.get("dim") is not None:
+        base, dim = rope_kwargs["base"], int(rope_kwargs["dim"])
+    else:
+        base = getattr(config, "rope_theta", None)
+        if base is None:
+            base = config.rope_parameters["rope_theta"]
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        dim = int(head_dim * getattr(config, "partial_rotary_factor", 1.0))
+    exponent = torch.arange(0, dim, 2, dtype=torch.int64).to(device=device, dtype=torch.float) / dim
+    return 1.0 / (base ** exponent), 1.0
+
+
+def _drop_new_keywords(cls: type, name: str, base: type) -> None:
+    """If `cls` overrides `base.name` with an older signature, let it ignore keyword arguments
+    that only the newer `base` signature has (the override keeps doing what it did under 4.x)."""
+    import functools
+    import inspect
+
+    own = cls.__dict__.get(name)
+    if own is None:
+        return
+    params = inspect.signature(own).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    if set(inspect.signature(getattr(base, name)).parameters) <= set(params):
+        return
+
+    @functools.wraps(own)
+    def accepting(self, *args, **kwargs):
+        return own(self, *args, **{k: v for k, v in kwargs.items() if k in params})
+
+    setattr(cls, name, accepting)
+
+
+def _refill_rotary(module: torch.nn.Module) -> None:
+    """Recompute a 4.x Llama-family rotary embedding's `inv_freq` (it has `rope_init_fn`), as its
+    `__init__` did; 5.x's own `_init_weights` does the same for 5.x rotary modules."""
+    inv_freq = getattr(module, "inv_freq", None)
+    if not callable(getattr(module, "rope_init_fn", None)) or not isinstance(inv_freq, torch.Tensor):
+        return
+    fresh, module.attention_scaling = module.rope_init_fn(module.config, inv_freq.device,
+                                                          **getattr(module, "rope_kwargs", {}))
+    with torch.no_grad():
+        inv_freq.copy_(fresh)
+    module.original_inv_freq = inv_freq
+
+
+def adapt_remote_code(config, name_or_path: str) -> type | None:
+    """Let a LLaDA / Dream remote model class written for transformers 4.x load under 5.x.
+
+    Resolves the class `AutoModel` will use (from the config's `auto_map`) and, only where it is
+    missing, adds: a `post_init()` call after `__init__`; 5.x keyword arguments accepted by the
+    class's own `tie_weights` and by its module's `GenerationConfig` subclasses' `validate`; the
+    'default' RoPE entry in the module's `ROPE_INIT_FUNCTIONS`; RoPE buffers recomputed by the
+    class's own `_init_weights`; and `config.use_cache` (False: diffusion sampling keeps no KV
+    cache). Pass the same `config` to `from_pretrained`.
+    Idempotent. Returns the class (None under transformers 4.x or without `auto_map`).
+    """
+    import functools
+    import sys
+
+    ref = (getattr(config, "auto_map", None) or {}).get("AutoModel")
+    if not ref or not _transformers_5():
+        return None
+    from transformers import GenerationConfig, PreTrainedModel
+    from transformers.dynamic_module_utils import get_class_from_dynamic_module
+
+    if not hasattr(config, "use_cache"):
+        config.use_cache = False
+    cls = get_class_from_dynamic_module(ref, name_or_path)
+    if cls.__dict__.get("_unmasker_adapted"):
+        return cls
+    for owner in cls.__mro__:
+        if owner is PreTrainedModel:
+            break
+        _drop_new_keywords(owner, "tie_weights", PreTrainedModel)
+    init = cls.__init__
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        if not hasattr(self, "all_tied_weights_keys"):  # the 4.x code never called post_init()
+            self.post_init()
+
+    cls.__init__ = __init__
+    owner = next((c for c in cls.__mro__[: cls.__mro__.index(PreTrainedModel)] if "_init_weights" in c.__dict__), None)
+    if owner is not None:
+        own_init_weights = owner.__dict__["_init_weights"]
+
+        @functools.wraps(own_init_weights)
+        def _init_weights(self, module):
+            own_init_weights(self, module)
+            _refill_rotary(module)
+
+        owner._init_weights = _init_weights
+    module = sys.modules.get(cls.__module__)
+    for obj in list(vars(module).values()) if module else ():
+        if isinstance(obj, type) and issubclass(obj, GenerationConfig) and obj is not GenerationConfig:
+            _drop_new_keywords(obj, "validate", GenerationConfig)
+    rope = getattr(module, "ROPE_INIT_FUNCTIONS", None)
+    if isinstance(rope, dict) and "default" not in rope:
+        # a copy for this module only: the library's own table stays as 5.x ships it
+        module.ROPE_INIT_FUNCTIONS = {**rope, "default": _default_rope_parameters}
+    cls._unmasker_adapted = True
+    return cls
 
 
 def _model_name(name_or_path: str) -> str:
