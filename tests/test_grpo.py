@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from training import grpo
-from training.train_policy import PolicyTrainConfig, train
+from training.train_policy import LEGACY_STATE_FILE, STATE_FILE, PolicyTrainConfig, load_state, save_state, train
 
 
 def test_multiplicative_reward_hand_numbers():
@@ -108,7 +108,7 @@ def test_two_step_training_smoke_and_resume(tiny_model_dir, tmp_path):
 
     out = str(tmp_path / "policy")
     train(_smoke_cfg(tiny_model_dir, out, max_steps=1))
-    state = torch.load(os.path.join(out, "train_state", "state.pt"), weights_only=False)
+    state = load_state(os.path.join(out, STATE_FILE))
     assert state["state"]["step"] == 1
     # resume: a second call with a larger budget continues from step 1, not from scratch
     result = train(_smoke_cfg(tiny_model_dir, out, max_steps=2))
@@ -120,7 +120,7 @@ def test_two_step_training_smoke_and_resume(tiny_model_dir, tmp_path):
     # parameters changed from the seeded smart init
     torch.manual_seed(123)
     init = ConfidencePolicyNet().state_dict()
-    final = torch.load(os.path.join(out, "train_state", "state.pt"), weights_only=False)["net"]
+    final = load_state(os.path.join(out, STATE_FILE))["net"]
     assert any(not torch.equal(init[k], final[k]) for k in init)
     # the shipped checkpoint reloads and its card says what it is
     net = load_policy_net(out)
@@ -128,6 +128,79 @@ def test_two_step_training_smoke_and_resume(tiny_model_dir, tmp_path):
     card = json.load(open(os.path.join(out, "card.json")))
     assert card["task"] == "sorting" and card["reward"] == "additive"
     assert card["train_command"].startswith("python -m training.train_policy")
+
+
+def _assert_not_a_pickle(path):
+    """safetensors and nothing else: an 8-byte header length, a JSON header, then exactly the raw
+    bytes of the tensors it lists (no room for a pickle), and not torch.save's zip."""
+    import zipfile
+
+    raw = open(path, "rb").read()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    end = max(v["data_offsets"][1] for k, v in header.items() if k != "__metadata__")
+    assert len(raw) == 8 + n + end
+    assert json.loads(header["__metadata__"]["train_state"])["config"]  # the rest is JSON
+    assert not zipfile.is_zipfile(path)
+
+
+def test_resume_state_is_data_and_round_trips(tmp_path):
+    net = torch.nn.Linear(3, 2)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, betas=(0.9, 0.99))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5)
+    for _ in range(3):
+        net(torch.randn(4, 3)).pow(2).sum().backward()
+        opt.step()
+        sched.step()
+    payload = {"net": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+               "config": {"alpha": 0.3, "task": "sorting"},
+               "state": {"step": 3, "best": -float("inf"), "best_eval": {"accuracy": 0.5}}}
+    path = str(tmp_path / "state.safetensors")
+    save_state(path, payload)
+    _assert_not_a_pickle(path)
+    back = load_state(path)
+    assert back["config"] == payload["config"] and back["state"] == payload["state"]
+    assert back["sched"] == sched.state_dict()
+    assert all(torch.equal(back["net"][k], v) for k, v in net.state_dict().items())
+    # the optimiser continues exactly where it was: same next step from a fresh copy
+    net2 = torch.nn.Linear(3, 2)
+    net2.load_state_dict(back["net"])
+    opt2 = torch.optim.AdamW(net2.parameters(), lr=1e-3)
+    opt2.load_state_dict(back["opt"])
+    assert opt2.param_groups[0]["betas"] == (0.9, 0.99) and opt2.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
+    x = torch.randn(4, 3)
+    for n, o in ((net, opt), (net2, opt2)):
+        o.zero_grad()
+        n(x).pow(2).sum().backward()
+        o.step()
+    assert all(torch.equal(a, b) for a, b in zip(net.parameters(), net2.parameters()))
+
+
+def test_training_writes_data_only_state_and_reads_a_legacy_one_safely(tiny_model_dir, tmp_path):
+    out = str(tmp_path / "policy")
+    train(_smoke_cfg(tiny_model_dir, out, max_steps=1, eval_every=5))
+    _assert_not_a_pickle(os.path.join(out, STATE_FILE))
+    # an older run's torch.save pickle of plain tensors resumes (read with weights_only) and is replaced
+    legacy = os.path.join(out, LEGACY_STATE_FILE)
+    torch.save(load_state(os.path.join(out, STATE_FILE)), legacy)
+    os.remove(os.path.join(out, STATE_FILE))
+    assert train(_smoke_cfg(tiny_model_dir, out, max_steps=2, eval_every=5))["step"] == 2
+    assert not os.path.exists(legacy) and os.path.exists(os.path.join(out, STATE_FILE))
+    # a pickle that would run code on load is refused before anything runs
+    marker = tmp_path / "ran"
+    torch.save({"config": {}, "evil": _RunsCode(str(marker))}, legacy)
+    os.remove(os.path.join(out, STATE_FILE))
+    with pytest.raises(ValueError, match="not loaded"):
+        train(_smoke_cfg(tiny_model_dir, out, max_steps=3, eval_every=5))
+    assert not marker.exists()
+
+
+class _RunsCode:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):  # unpickling calls open(path, "w"): creates the marker file
+        return open, (self.path, "w")
 
 
 def test_resume_refuses_a_different_configuration(tiny_model_dir, tmp_path):

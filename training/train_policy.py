@@ -21,7 +21,11 @@ import torch
 from . import grpo
 from .schedules import warmup_cosine
 
-STATE_FILE = "train_state/state.pt"
+# Resumable state: tensors in safetensors, everything else as JSON in the same file's header. A
+# resume file is data, not code (no pickle). LEGACY_STATE_FILE (a torch.save pickle from older
+# runs) is read with weights_only=True only, and replaced at the next save.
+STATE_FILE = "train_state/state.safetensors"
+LEGACY_STATE_FILE = "train_state/state.pt"
 
 
 @dataclass(frozen=True)
@@ -151,10 +155,12 @@ def train(cfg: PolicyTrainConfig) -> dict:
     state_path = os.path.join(cfg.output_dir, STATE_FILE)
     log_path = os.path.join(cfg.output_dir, "metrics.jsonl")
     state = {"step": 0, "wall": 0.0, "best": -float("inf"), "best_eval": None, "rollouts": 0, "rollout_seconds": 0.0}
-    if cfg.resume and os.path.exists(state_path):
-        saved = torch.load(state_path, weights_only=False)
+    saved, saved_path = None, None
+    if cfg.resume:
+        saved, saved_path = _load_resume_state(cfg.output_dir)
+    if saved is not None:
         if _resume_key(saved["config"]) != _resume_key(asdict(cfg)):
-            raise ValueError(f"{state_path} was written with a different configuration; use another --output_dir "
+            raise ValueError(f"{saved_path} was written with a different configuration; use another --output_dir "
                              "or --resume false")
         raw.load_state_dict(saved["net"])
         opt.load_state_dict(saved["opt"])
@@ -275,11 +281,72 @@ def _steer(logp, is_expert, G, n_expert):
 
 
 def _save_state(path, raw, opt, sched, cfg, state, run_seconds):
-    payload = {"net": raw.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-               "config": asdict(cfg), "state": {**state, "wall": state["wall"] + run_seconds}}
+    save_state(path, {"net": raw.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                      "config": asdict(cfg), "state": {**state, "wall": state["wall"] + run_seconds}})
+    legacy = os.path.join(os.path.dirname(os.path.dirname(path)), LEGACY_STATE_FILE)
+    if os.path.exists(legacy):
+        os.remove(legacy)  # superseded by the data-only file
+
+
+def _load_resume_state(output_dir: str):
+    """(payload, path) of the resumable state in `output_dir`, or (None, None)."""
+    import pickle
+
+    path, legacy = os.path.join(output_dir, STATE_FILE), os.path.join(output_dir, LEGACY_STATE_FILE)
+    if os.path.exists(path):
+        return load_state(path), path
+    if os.path.exists(legacy):
+        try:  # tensors and plain containers only: an object that would run code is refused, not built
+            return torch.load(legacy, weights_only=True), legacy
+        except (pickle.UnpicklingError, RuntimeError) as err:
+            raise ValueError(f"{legacy} holds more than tensors and plain data; not loaded ({err}). "
+                             "Delete it or pass --resume false") from err
+    return None, None
+
+
+def save_state(path: str, payload: dict) -> None:
+    """Write {"net": state_dict, "opt": optimizer state_dict, "sched", "config", "state"} as one
+    safetensors file: the network's and the optimiser's tensors as tensors ("net.<name>",
+    "opt.<param>.<key>"), the rest (param groups, scheduler, config, counters) as JSON in the header."""
+    from safetensors.torch import save_file
+
+    tensors = {f"net.{k}": v for k, v in payload["net"].items()}
+    opt_scalars = {}
+    for pid, slots in payload["opt"]["state"].items():
+        for key, value in slots.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"opt.{pid}.{key}"] = value
+            else:
+                opt_scalars[f"{pid}.{key}"] = value
+    header = {"param_groups": payload["opt"]["param_groups"], "opt_scalars": opt_scalars,
+              "sched": payload["sched"], "config": payload["config"], "state": payload["state"]}
     tmp = path + ".tmp"
-    torch.save(payload, tmp)
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp,
+              metadata={"format": "pt", "train_state": json.dumps(header)})
     os.replace(tmp, path)  # atomic: a kill never leaves a half-written state
+
+
+def load_state(path: str) -> dict:
+    """Inverse of `save_state` (tensors on the CPU)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(path, framework="pt") as f:
+        header = json.loads(f.metadata()["train_state"])
+    tensors = load_file(path)
+    net = {k[len("net."):]: v for k, v in tensors.items() if k.startswith("net.")}
+    opt_state: dict[int, dict] = {}
+    for name, value in tensors.items():
+        if name.startswith("opt."):
+            pid, key = name[len("opt."):].split(".", 1)
+            opt_state.setdefault(int(pid), {})[key] = value
+    for name, value in header["opt_scalars"].items():
+        pid, key = name.split(".", 1)
+        opt_state.setdefault(int(pid), {})[key] = value
+    # JSON turns tuples into lists; Adam's betas are a tuple
+    groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in header["param_groups"]]
+    return {"net": net, "opt": {"state": opt_state, "param_groups": groups}, "sched": header["sched"],
+            "config": header["config"], "state": header["state"]}
 
 
 def _save_policy(raw, cfg, state, run_seconds):
