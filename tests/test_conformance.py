@@ -37,12 +37,15 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-THIRDPARTY = Path(__file__).resolve().parents[2] / "shared" / "thirdparty" / "fast-dllm"
+# ../shared/thirdparty/fast-dllm beside the repository; UNMASKER_FAST_DLLM points elsewhere (a GPU host)
+THIRDPARTY = Path(os.environ.get("UNMASKER_FAST_DLLM")
+                  or Path(__file__).resolve().parents[2] / "shared" / "thirdparty" / "fast-dllm")
 DEVICE = os.environ.get("UNMASKER_TEST_DEVICE", "cpu")
 
 pytestmark = [
-    pytest.mark.skipif(not THIRDPARTY.is_dir(), reason=f"the real LLaDA/Dream model code is not at {THIRDPARTY} "
-                       "(NVlabs/Fast-dLLM's llada/ and dream/ folders; kept outside this repository)"),
+    pytest.mark.skipif(not (THIRDPARTY / "llada").is_dir(), reason=f"the real LLaDA/Dream model code is not at "
+                       f"{THIRDPARTY} (NVlabs/Fast-dLLM's llada/ and dream/ folders, kept outside this repository; "
+                       "set UNMASKER_FAST_DLLM to use another copy)"),
     pytest.mark.skipif(DEVICE.startswith("cuda") and not torch.cuda.is_available(),
                        reason=f"UNMASKER_TEST_DEVICE={DEVICE} but CUDA is not available"),
 ]
