@@ -513,8 +513,8 @@ def test_we_never_propose_the_mask_token(fast_dllm):
     assert (x0[transfer] == 3).all()  # the reference commits the mask token itself
     dllm = DLLM(model=MaskLoving(), tokenizer=SimpleNamespace(decode=lambda ids, **k: str(ids)), mask_id=3,
                 eos_ids=(4,), pad_id=0, backend="llada")
-    traj = generate(dllm, build_policy("top_k_confidence", k=1), (torch.tensor([[2]]), torch.ones(1, 1, dtype=torch.long)),
-                    SamplerConfig(4, 4))
+    prompt = (torch.tensor([[2]]), torch.ones(1, 1, dtype=torch.long))
+    traj = generate(dllm, build_policy("top_k_confidence", k=1), prompt, SamplerConfig(4, 4))
     assert traj.tokens.tolist() == [[1, 1, 1, 1]] and traj.nfe.tolist() == [4]
 
 
