@@ -8,12 +8,19 @@ Per-run state lives in `gr.State` (one copy per browser session), never in modul
 
     python app.py [--model checkpoints/tiny-dllm] [--policies checkpoints/policies]
                   [--host 127.0.0.1] [--port 7860] [--share] [--device cpu]
+                  [--concurrency 2] [--max_queue 32] [--session_ttl 1800] [--max_sessions 128] [--threads N]
+
+Memory stays bounded for a public host: a session's run records expire `session_ttl` seconds
+after its last run (Gradio's State time-to-live), and Gradio keeps at most `max_sessions`
+sessions (its per-session copy of the page, oldest dropped first); see README "Hosting".
 """
 
 from __future__ import annotations
 
 import functools
+import html
 import json
+import math
 import os
 import random
 import sys
@@ -30,7 +37,10 @@ REPO = os.path.dirname(os.path.abspath(__file__))
 MAX_COLUMNS = 4
 TOP_ALTERNATIVES = 5  # alternatives recorded per position for the hover text
 MAX_PROMPT_TOKENS = 512  # cap for models without a position limit (keeps a public demo responsive)
+MAX_PROMPT_CHARS = 16 * MAX_PROMPT_TOKENS  # checked before tokenising, so a huge paste costs nothing
 MAX_GEN_LENGTH = 256
+MAX_SEED = 2**32 - 1  # the usual seed range (numpy's); a JavaScript page also keeps it exact
+MAX_INT_PARAM = 2**31 - 1  # bound for integer policy parameters (k); torch overflows far above it
 STREAM_INTERVAL = 0.05  # seconds between streamed page updates; the first and last are always sent
 RANDOM_INIT = "(untrained: random init)"  # checkpoint choice for a learned policy without weights
 HIDDEN_PARAMS = {"seed"}  # the learned policy's init seed: the run seed already covers randomness
@@ -47,6 +57,25 @@ class AppConfig:
     port: int = field(default=7860, metadata={"help": "port to listen on"})
     share: bool = field(default=False, metadata={"help": "also create a public gradio.live link"})
     device: str | None = field(default=None, metadata={"help": "torch device (default: cuda if available)"})
+    concurrency: int = field(default=2, metadata={"help": "runs computed at once; more visitors wait in the queue"})
+    max_queue: int = field(default=32, metadata={
+        "help": "visitors that may wait; beyond it a visitor is told the app is busy and to try again"})
+    session_ttl: float = field(default=1800.0, metadata={
+        "help": "seconds a session keeps its run records (for scrubbing) after its last run"})
+    max_sessions: int = field(default=128, metadata={
+        "help": "sessions Gradio keeps in memory (about 0.5 MiB each); the least recently used goes first"})
+    threads: int | None = field(default=None, metadata={
+        "help": "torch CPU threads (default: CPU cores / concurrency, at least 1)"})
+
+    def __post_init__(self):
+        for name in ("concurrency", "max_queue", "max_sessions"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name}={v!r}: must be an integer >= 1")
+        if not (isinstance(self.session_ttl, (int, float)) and 0 < self.session_ttl < float("inf")):
+            raise ValueError(f"session_ttl={self.session_ttl!r}: must be a finite number of seconds > 0")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise ValueError(f"threads={self.threads!r}: must be an integer >= 1")
 
 
 @dataclass
@@ -181,12 +210,21 @@ def make_policy(resources: Resources, spec: dict):
     name = spec.get("policy") or views.OFF
     if name == views.OFF:
         return None, views.OFF, {}
+    if not isinstance(spec.get("params") or {}, dict):
+        raise ValueError(f"params must be a dict of parameter values, got {spec['params']!r}")
     kinds = {n: kind for n, (kind, _) in param_fields().items()}
     # gr.Number and JSON clients send 2.0 for an integer field.
     params = {k: int(v) if kinds.get(k) is int and isinstance(v, float) and v.is_integer() else v
               for k, v in (spec.get("params") or {}).items()}
+    for k, v in params.items():  # what the library's own checks would meet only as a torch error
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError(f"{k}={v}: must be a finite number")
+        if isinstance(v, int) and abs(v) > MAX_INT_PARAM:
+            raise ValueError(f"{k}={_short(v)}: too large (at most {MAX_INT_PARAM})")
     shown = {k: v for k, v in params.items() if k != "fallback"}
     ckpt = params.pop("checkpoint", None) or RANDOM_INIT if name == "learned" else None
+    if ckpt is not None and not isinstance(ckpt, str):
+        raise ValueError(f"checkpoint={ckpt!r}: must be the name of a shipped policy")
     if ckpt is None or ckpt == RANDOM_INIT:
         policy = build_policy(name, **params)
         if ckpt:
@@ -210,16 +248,43 @@ def _label(name: str, params: dict) -> str:
     return f"{views.policy_label(name)} ({inner})" if inner else views.policy_label(name)
 
 
-def _as_int(name: str, value) -> int:
+def _as_int(name: str, value, low: int | None = None, high: int | None = None) -> int:
+    """A page or API value (number or numeric string) as an int in [low, high], else ValueError
+    with a message for the visitor (NaN and infinities are not integers)."""
     if value is None or value == "":
         raise ValueError(f"{name} is empty")
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"{name}={value!r}: must be an integer")
     if isinstance(value, str):
         value = value.strip()
         if not value.lstrip("-").isdigit():
             raise ValueError(f"{name}={value!r}: must be an integer")
     if isinstance(value, float) and not value.is_integer():
         raise ValueError(f"{name}={value!r}: must be an integer")
-    return int(value)
+    n = int(value)
+    if (low is not None and n < low) or (high is not None and n > high):
+        raise ValueError(f"{name}={_short(n)}: must be an integer from {low} to {high}")
+    return n
+
+
+def _short(n: int) -> str:
+    """An integer for a message: 1e+300 rather than its 301 digits."""
+    return str(n) if abs(n) < 10**24 else f"{n:.3e}"
+
+
+def _as_float(name: str, value) -> float:
+    """A page or API value (number or numeric string) as a finite float, else ValueError."""
+    if value is None or value == "":
+        raise ValueError(f"{name} is empty")
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"{name}={value!r}: must be a number")
+    try:
+        x = float(value)
+    except (ValueError, OverflowError):
+        raise ValueError(f"{name}={value!r}: must be a number") from None
+    if not math.isfinite(x):
+        raise ValueError(f"{name}={value!r}: must be a finite number")
+    return x
 
 
 def vocab_check(resources: Resources, prompt) -> tuple[list[str], str]:
@@ -252,21 +317,29 @@ def run_columns(resources: Resources, prompt, gen_length, block_length, seed, te
     import unmasker
 
     dllm = resources.dllm
+    if prompt is not None and not isinstance(prompt, str):
+        raise ValueError(f"The prompt must be text, got {type(prompt).__name__} {prompt!r:.80}")
     prompt = (prompt or "").strip()
     if not prompt:
         raise ValueError("The prompt is empty: type one, pick an example or draw a new random problem.")
+    if len(prompt) > MAX_PROMPT_CHARS:  # before tokenising it
+        raise ValueError(f"The prompt is too long: {len(prompt)} characters, at most {MAX_PROMPT_CHARS}.")
     gen_length, block_length = _as_int("gen_length", gen_length), _as_int("block_length", block_length)
-    seed = _as_int("seed", seed)
+    seed = _as_int("seed", seed, 0, MAX_SEED)
     if gen_length > MAX_GEN_LENGTH:
         raise ValueError(f"gen_length={gen_length}: at most {MAX_GEN_LENGTH} in this demo")
-    config = unmasker.SamplerConfig(gen_length, block_length, float(temperature or 0.0), TOP_ALTERNATIVES)
+    temperature = _as_float("temperature", temperature)
+    config = unmasker.SamplerConfig(gen_length, block_length, temperature, TOP_ALTERNATIVES)
     limit = [x for x in (dllm.max_prompt_tokens(gen_length), MAX_PROMPT_TOKENS) if x is not None]
     ids, att = dllm.encode([prompt])
     if ids.shape[1] > min(limit):
         raise ValueError(f"The prompt is too long: {ids.shape[1]} tokens, but at most {max(min(limit), 0)} fit "
                          f"with gen_length={gen_length} (the model has {dllm.max_positions} positions).")
     if isinstance(strategies, str):
-        strategies = json.loads(strategies) if strategies.strip() else []
+        try:
+            strategies = json.loads(strategies) if strategies.strip() else []
+        except json.JSONDecodeError as err:
+            raise ValueError(f"strategies is not valid JSON: {err}") from None
     if not isinstance(strategies, list) or not strategies:
         raise ValueError("strategies must be a list of {'policy': name, 'params': {...}}")
     if len(strategies) > MAX_COLUMNS:
@@ -352,14 +425,19 @@ def _strategy_column(i: int, default: dict, ckpt_choices: list[str]):
     return pol, widgets, info, canvas, slider
 
 
-def build_demo(resources: Resources) -> gr.Blocks:
+def build_demo(resources: Resources, cfg: AppConfig = AppConfig()) -> gr.Blocks:
+    """The page. From `cfg` it uses only the hosting settings (concurrency, session_ttl)."""
     defaults = default_strategies(resources)
     ckpt_choices = [p.name for p in resources.policies.values() if p.net is not None] + [RANDOM_INIT]
     first = resources.examples[0]
     with gr.Blocks(title="Unmasker: watch a diffusion LM unmask") as demo:
-        drawn = gr.State(None)  # the Problem drawn by "new random problem" in this session
-        draws = gr.State(0)  # how many problems this session drew (seeds the next draw)
-        runs = gr.State([])  # this session's run records, for scrubbing
+        # Per-session state, deleted by Gradio `session_ttl` seconds after it was last set (a closed
+        # tab's after an hour at most: Gradio's own rule), so a public host does not keep every
+        # visitor's runs. An expired session reads the defaults again.
+        ttl = cfg.session_ttl
+        drawn = gr.State(None, time_to_live=ttl)  # the Problem drawn by "new random problem" in this session
+        draws = gr.State(0, time_to_live=ttl)  # how many problems this session drew (seeds the next draw)
+        runs = gr.State([], time_to_live=ttl)  # this session's run records, for scrubbing
         gr.Markdown(
             "# Unmasker\nA masked diffusion LM fills its canvas a few tokens per step; the *unmasking "
             f"policy* decides which ones. Compare policies on one prompt. Model: **{resources.dllm.name}**.",
@@ -463,7 +541,8 @@ def build_demo(resources: Resources) -> gr.Blocks:
 
         run_btn.click(collect, col_inputs, spec, queue=False, api_visibility="private").then(
             run, [prompt, gen_length, block_length, seed, temperature, spec, drawn], outputs,
-            api_name="run", concurrency_limit=2, show_progress="minimal")
+            api_name="run", concurrency_limit=cfg.concurrency, show_progress="minimal",
+            preprocess=False)  # raw values: run_columns checks each one and says what is wrong
         draw_btn.click(new_problem, [task, draws], [prompt, gen_length, block_length, drawn, draws, problem_md,
                                                    *ckpt_dds], api_name="new_problem")
         full_btn.click(lambda g: g, gen_length, block_length, queue=False, api_visibility="private")
@@ -474,15 +553,28 @@ def build_demo(resources: Resources) -> gr.Blocks:
             if "checkpoint" in widgets and "temperature" in widgets:
                 widgets["checkpoint"].change(checkpoint_temperature, widgets["checkpoint"], widgets["temperature"],
                                              queue=False, api_visibility="private")
-            slider.input(lambda recs, step, i=i: views.canvas_html(recs[i] if i < len(recs) else None, step),
-                         [runs, slider], canvas, queue=False, api_visibility="private",
-                         trigger_mode="always_last", show_progress="hidden")
+            slider.input(functools.partial(_scrub, column=i, ttl=ttl), [runs, slider], canvas, queue=False,
+                         api_name=f"scrub_{i}", api_visibility="undocumented", trigger_mode="always_last",
+                         show_progress="hidden")
     return demo
 
 
 def _slider_update(rec):
-    n = len(rec["steps"]) if rec and rec.get("steps") else 0
+    n = len(rec["committed_per_step"]) if rec and rec.get("committed_per_step") else 0
     return gr.update(maximum=max(1, n - 1), value=max(0, n - 1))
+
+
+def _scrub(records: list, step, column: int, ttl: float) -> str:
+    """The canvas of one column after `step`, from this session's records; a note when the session
+    has none (nothing run yet, or its records expired)."""
+    if not records:
+        return ('<div class="um-empty">No run to show: run the strategies (a session keeps its runs for '
+                f'{ttl / 60:g} min after its last run).</div>')
+    try:
+        step = _as_int("step", step)
+    except ValueError as err:
+        return f'<div class="um-empty">{html.escape(str(err))}</div>'
+    return views.canvas_html(records[column] if column < len(records) else None, step)
 
 
 def parse_args(argv=None) -> AppConfig:
@@ -501,6 +593,12 @@ def main(argv=None) -> int:
     if app_gemma.is_gemma_model(cfg.model):
         return app_gemma.main(cfg)
     print(f"loading the dLLM from {cfg.model} ...", flush=True)
+    import torch
+
+    # Concurrent runs each use torch's CPU threads; more threads than cores makes every run slower
+    # (a 2-strategy run of the embedded model, 2 cores with a training job on one: 31 s with 2
+    # threads, 1.4 s with 1).
+    torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // cfg.concurrency))
     try:
         resources = load_resources(cfg)
     except (DLLMError, ValueError, OSError) as err:
@@ -511,9 +609,11 @@ def main(argv=None) -> int:
     broken = [p.name for p in resources.policies.values() if p.error]
     print(f"loaded {resources.dllm.name}; learned policies: {sorted(resources.policies) or 'none'}"
           + (f" (unusable: {broken})" if broken else ""), flush=True)
-    demo = build_demo(resources)
-    demo.queue(default_concurrency_limit=1).launch(
-        server_name=cfg.host, server_port=cfg.port, share=cfg.share,
+    demo = build_demo(resources, cfg)
+    # A full queue turns a visitor away at once: the page says "This application is currently busy.
+    # Please try again." and gradio_client raises QueueError("Queue is full! Please try again.").
+    demo.queue(default_concurrency_limit=1, max_size=cfg.max_queue).launch(
+        server_name=cfg.host, server_port=cfg.port, share=cfg.share, state_session_capacity=cfg.max_sessions,
         theme=gr.themes.Soft(primary_hue="violet", neutral_hue="slate"), css=views.PAGE_CSS,
     )
     return 0

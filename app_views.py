@@ -3,7 +3,8 @@
 A *run record* is a JSON-serialisable dict describing one strategy column's trajectory, folded
 from the sampler's `Step`s by `new_record` / `add_step`. Everything else here is a function of
 records only: no model, no torch import, no Gradio, so the page can be re-rendered for any step
-(scrubbing) and tested without a server.
+(scrubbing) and tested without a server. Records stay in a visitor's session for scrubbing, so
+they are compact: per position one string of top alternatives, per step only the commit count.
 """
 
 from __future__ import annotations
@@ -87,9 +88,8 @@ def shade(status: str, confidence: float) -> str:
 def tooltip(rec: dict, pos: int) -> str:
     """Hover text for a committed position: step, confidence and the top alternatives."""
     lines = [f"position {pos} · unmasked at step {rec['order'][pos]} · p = {rec['conf'][pos]:.3f}"]
-    alts = rec["alts"][pos]
-    if alts:
-        lines.append("top alternatives: " + "  ".join(f"{t} {p:.2f}" for t, p in alts))
+    if rec["alts"][pos]:
+        lines.append("top alternatives: " + rec["alts"][pos])
     return "\n".join(lines)
 
 
@@ -104,7 +104,7 @@ def canvas_html(rec: dict | None, step: int | None = None) -> str:
         return '<div class="um-empty">No run yet.</div>'
     if rec.get("policy") == OFF:
         return '<div class="um-empty">Column off.</div>'
-    n = len(rec["steps"])
+    n = len(rec["committed_per_step"])
     last = n - 1
     step = last if step is None else min(max(int(step), -1), last)
     chips = []
@@ -145,9 +145,9 @@ def info_markdown(rec: dict | None) -> str:
     parts = [f"**{html.escape(rec['label'])}**"]
     stats = f"NFE **{rec['nfe']}** / {rec['gen_length']} · {rec['wall_s'] * 1000:.0f} ms"
     if rec.get("done"):
-        stats += f" · {len(rec['steps'])} steps"
+        stats += f" · {len(rec['committed_per_step'])} steps"
     else:
-        stats += f" · step {len(rec['steps'])} …"
+        stats += f" · step {len(rec['committed_per_step'])} …"
     parts.append(stats)
     if rec.get("correct") is True:
         parts.append("✓ **correct**")
@@ -160,12 +160,14 @@ def info_markdown(rec: dict | None) -> str:
 
 def new_record(policy: str, label: str, params: dict, gen_length: int, block_length: int, seed: int,
                mask_id: int) -> dict:
-    """An empty run record for one strategy column (all L positions masked)."""
+    """An empty run record for one strategy column (all L positions masked). `alts[pos]` is the
+    display text of the top alternatives when `pos` was committed; `committed_per_step` the number
+    of positions committed at each step (its length is the number of steps)."""
     L = gen_length
     return {
         "policy": policy, "params": params, "label": label, "gen_length": L, "block_length": block_length,
         "seed": seed, "tokens": [""] * L, "token_ids": [mask_id] * L, "kinds": ["masked"] * L,
-        "order": [-1] * L, "conf": [0.0] * L, "alts": [[] for _ in range(L)], "steps": [],
+        "order": [-1] * L, "conf": [0.0] * L, "alts": [""] * L, "committed_per_step": [],
         "nfe": 0, "wall_s": 0.0, "done": False, "text": None, "correct": None,
     }
 
@@ -186,13 +188,13 @@ def add_step(rec: dict, step, token_strings, eos_ids, pad_id: int) -> None:
         rec["tokens"][p] = s
         rec["kinds"][p] = "eos" if tok in eos else ("pad" if tok == pad_id else "tok")
         rec["conf"][p] = round(c, 4)
-        rec["alts"][p] = [[display_token(t, "tok"), round(q, 3)] for t, q in zip(token_strings(a_ids), a_probs)]
-    rec["steps"].append({"committed": len(pos), "nfe": int(step.nfe[0]), "block": step.block})
+        rec["alts"][p] = "  ".join(f"{display_token(t, 'tok')} {q:.2f}" for t, q in zip(token_strings(a_ids), a_probs))
+    rec["committed_per_step"].append(len(pos))
     rec["nfe"] = int(step.nfe[0])
 
 
 def _running(records: list[dict]) -> list[tuple[int, dict]]:
-    return [(i, r) for i, r in enumerate(records) if r and r.get("policy") != OFF and r["steps"]]
+    return [(i, r) for i, r in enumerate(records) if r and r.get("policy") != OFF and r["committed_per_step"]]
 
 
 def decode_order_figure(records: list[dict]) -> go.Figure:
@@ -227,7 +229,7 @@ def tokens_per_step_figure(records: list[dict]) -> go.Figure:
     """Tokens committed at each step, one line per column."""
     fig = go.Figure()
     for i, rec in _running(records):
-        counts = [s["committed"] for s in rec["steps"]]
+        counts = rec["committed_per_step"]
         fig.add_trace(go.Scatter(
             x=list(range(len(counts))), y=counts, mode="lines+markers", line_shape="hv",
             name=f"{i + 1} · {rec['label']}", line=dict(color=COLUMN_COLORS[i % 4]),
@@ -248,8 +250,8 @@ def result_json(records: list[dict]) -> list[dict]:
             out.append({"policy": OFF})
             continue
         item = {k: rec.get(k) for k in keep}
-        item["committed_per_step"] = [s["committed"] for s in rec["steps"]]
-        item["steps"] = len(rec["steps"])
+        item["committed_per_step"] = list(rec["committed_per_step"])
+        item["steps"] = len(rec["committed_per_step"])
         out.append(item)
     return out
 

@@ -19,6 +19,7 @@ CHROMIUM = "/usr/bin/chromium"
 SCREENSHOT = os.path.join(REPO, "docs", "app_screenshot.png")
 EMBEDDED = os.path.join(REPO, "checkpoints", "tiny-dllm")
 POLICY = "test-policy"
+SHORT_TTL = 3  # seconds a session keeps its runs on the "tiny limits" server
 
 
 def _free_port() -> int:
@@ -27,7 +28,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _spawn(model: str, policies: str, log_path):
+def _spawn(model: str, policies: str, log_path, *extra: str):
     """Start `python app.py` on a free port; returns (process, url, log path) without waiting."""
     port = _free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
@@ -35,7 +36,7 @@ def _spawn(model: str, policies: str, log_path):
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             [sys.executable, "app.py", "--model", model, "--policies", policies, "--port", str(port),
-             "--device", "cpu"], cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
+             "--device", "cpu", *extra], cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
     return proc, f"http://127.0.0.1:{port}/", log_path
 
 
@@ -79,13 +80,17 @@ def policy_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def servers(tiny_model_dir, policy_dir, tmp_path_factory):
-    """The app on the tiny random model with a test policy; and, when it has been trained, on the
-    embedded model with the shipped policies (for the browser test). Both start at once."""
+    """The app on the tiny random model with a test policy; the same with hosting limits made tiny
+    (runs expire after SHORT_TTL s, one run at a time, one visitor waiting); and, when it has been
+    trained, on the embedded model with the shipped policies (for the browser test). All start at once."""
     logs = tmp_path_factory.mktemp("logs")
-    specs = {"tiny random model": (tiny_model_dir, policy_dir)}
+    specs = {"tiny random model": (tiny_model_dir, policy_dir),
+             "tiny limits": (tiny_model_dir, policy_dir, "--session_ttl", str(SHORT_TTL), "--concurrency", "1",
+                             "--max_queue", "1")}
     if os.path.isfile(os.path.join(EMBEDDED, "config.json")):
         specs["embedded model"] = (EMBEDDED, os.path.join(REPO, "checkpoints", "policies"))
-    started = {name: _spawn(model, pol, logs / f"{i}.log") for i, (name, (model, pol)) in enumerate(specs.items())}
+    started = {name: _spawn(model, pol, logs / f"{i}.log", *extra)
+               for i, (name, (model, pol, *extra)) in enumerate(specs.items())}
     try:
         yield {name: _wait(*s) for name, s in started.items()}
     finally:
@@ -184,6 +189,95 @@ def test_bad_input_shows_a_message_and_the_app_keeps_working(app_url, prompt, ge
     assert final[1]["visible"] is False  # a good run clears the error box
 
 
+BAD_VALUES = [  # (prompt, gen_length, block_length, seed, temperature, strategies), message
+    (("sort : 3 1", 16, 8, 2**70, 0.0, [TOP1]), "seed=1180591620717411303424: must be an integer from 0 to 4294967295"),
+    (("sort : 3 1", 16, 8, -1, 0.0, [TOP1]), "seed=-1: must be an integer from 0 to 4294967295"),
+    (("sort : 3 1", 16, 8, 1.5, 0.0, [TOP1]), "seed=1.5: must be an integer"),
+    (("sort : 3 1", 16, 8, 0, "nan", [TOP1]), "temperature='nan': must be a finite number"),
+    (("sort : 3 1", 16, 8, 0, "-inf", [TOP1]), "temperature='-inf': must be a finite number"),
+    (("sort : 3 1", 16, 8, 0, None, [TOP1]), "temperature is empty"),
+    (("sort : 3 1", "inf", 8, 0, 0.0, [TOP1]), "gen_length='inf': must be an integer"),
+    (("sort : 3 1", 2**70, 8, 0, 0.0, [TOP1]), "gen_length=1180591620717411303424: at most 256"),
+    ((5, 16, 8, 0, 0.0, [TOP1]), "The prompt must be text"),
+    (("sort : 3 1", 16, 8, 0, 0.0, [{"policy": "top_k_confidence", "params": {"k": 2**70}}]),
+     "k=1180591620717411303424: too large (at most 2147483647)"),
+    (("sort : 3 1", 16, 8, 0, 0.0, [{"policy": "top_k_confidence", "params": {"k": 1e300}}]),
+     "k=1.000e+300: too large"),
+    (("sort : 3 1", 16, 8, 0, 0.0, [{"policy": "eb_sampler", "params": {"gamma": "inf"}}]),
+     "gamma=inf: must be a finite number >= 0"),
+    (("sort : 3 1", 16, 8, 0, 0.0, [{"policy": "top_k_confidence", "params": [4]}]), "params must be a dict"),
+    (("sort : 3 1", 16, 8, 0, 0.0, "[{"), "strategies is not valid JSON"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD_VALUES, ids=[m.split(":")[0] for _, m in BAD_VALUES])
+def test_every_bad_value_from_an_api_client_gets_a_message(app_url, args, message):
+    job = _client(app_url).submit(*args, api_name="/run")
+    final = job.result(timeout=60)
+    assert message in final[0]["error"]                                  # the API result
+    assert final[1]["visible"] and message in final[1]["value"]          # the error box on the page
+
+
+def _call_raw(url: str, body: str) -> list:
+    """POST a hand-written JSON body to the REST `run` endpoint; the final outputs."""
+    req = urllib.request.Request(url + "gradio_api/call/run", body.encode(), {"Content-Type": "application/json"})
+    event = json.load(urllib.request.urlopen(req, timeout=30))["event_id"]
+    stream = urllib.request.urlopen(f"{url}gradio_api/call/run/{event}", timeout=60).read().decode()
+    return json.loads([line for line in stream.splitlines() if line.startswith("data: ")][-1][6:])
+
+
+@pytest.mark.parametrize("temperature, threshold, message", [
+    ("NaN", 0.9, "temperature=nan: must be a finite number"),
+    ("-Infinity", 0.9, "temperature=-inf: must be a finite number"),
+    ("0", "NaN", "threshold=nan: must be a finite number"),
+])
+def test_nan_and_infinity_sent_over_http_get_a_message(app_url, temperature, threshold, message):
+    """gradio_client refuses to send NaN (it is not JSON), but Python's JSON parser on the server reads
+    the NaN / Infinity literals another client may send."""
+    body = ('{"data": ["sort : 3 1", 16, 8, 0, %s, [{"policy": "confidence_threshold", "params": {"threshold": %s}}]]}'
+            % (temperature, threshold))
+    result, error_box = _call_raw(app_url, body)[:2]
+    assert message in result["error"] and message in error_box["value"]
+
+
+def test_an_expired_session_releases_its_runs(servers):
+    client = _client(servers["tiny limits"])  # runs kept SHORT_TTL seconds after the last one
+    final, _ = _run(client, "sort : 3 1", [TOP1], 16, 8)
+    assert final[0][0]["done"]
+    assert 'data-step="3"' in client.predict(3, api_name="/scrub_0")  # scrubbing reads the session's runs
+    time.sleep(SHORT_TTL + 2)  # Gradio deletes expired state once a second
+    assert "No run to show" in client.predict(3, api_name="/scrub_0")
+
+
+def test_a_full_queue_tells_the_visitor_the_app_is_busy(servers):
+    from gradio_client.utils import QueueError, Status
+
+    url = servers["tiny limits"]  # one run at a time, at most one visitor waiting
+    long = ("sort : 3 1", 240, 240, 0, 0.0, [TOP1] * 4)  # 4 x 240 steps: seconds on the tiny model
+    running = _client(url).submit(*long, api_name="/run")
+    deadline = time.time() + 60
+    while not running.outputs() and time.time() < deadline:
+        time.sleep(0.05)
+    waiting = _client(url).submit(*long, api_name="/run")
+    while waiting.status().code != Status.IN_QUEUE and time.time() < deadline:
+        time.sleep(0.05)
+    assert not running.done() and waiting.status().code == Status.IN_QUEUE
+    with pytest.raises(QueueError, match="Queue is full! Please try again"):
+        _client(url).submit(*long, api_name="/run").result(timeout=30)
+    running.cancel()
+    waiting.cancel()
+    final, _ = _run(_client(url), "sort : 3 1", [TOP1])  # the visitors left: the next one is served
+    assert final[0][0]["done"]
+
+
+def test_hosting_settings_are_checked():
+    import app
+
+    for bad in (dict(concurrency=0), dict(max_queue=-1), dict(session_ttl=float("inf")), dict(threads=0)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            app.AppConfig(**bad)
+
+
 def test_typed_words_the_model_does_not_know_are_named_before_running(app_url):
     client = _client(app_url)
     typed = "Jorge has 5 mangoes. He buys 3 more. How many mangoes does Jorge have now?"
@@ -210,8 +304,7 @@ def test_canvas_view_follows_the_decode_order():
 
     rec = views.new_record("random", "Random", {}, 4, 4, 0, mask_id=2)
     rec.update(tokens=["a", "b", "[EOS]", "c"], kinds=["tok", "tok", "eos", "tok"], order=[1, 0, 1, 2],
-               conf=[0.9, 0.5, 0.99, 0.1], alts=[[["a", 0.9], ["z", 0.05]]] * 4,
-               steps=[{"committed": 1}, {"committed": 2}, {"committed": 1}], done=True)
+               conf=[0.9, 0.5, 0.99, 0.1], alts=["a 0.90  z 0.05"] * 4, committed_per_step=[1, 2, 1], done=True)
     at1 = views.canvas_html(rec, 1)
     assert at1.count("um-new") == 2 and at1.count("um-masked") == 1 and at1.count("um-eos") == 1
     assert "p = 0.900" in at1 and "z 0.05" in at1  # hover text: confidence and alternatives

@@ -37,8 +37,8 @@ class SamplerConfig:
             raise ValueError(
                 f"block_length={self.block_length} must divide gen_length={self.gen_length}"
             )
-        if not isinstance(self.temperature, (int, float)) or not (self.temperature >= 0):
-            raise ValueError(f"temperature={self.temperature!r}: must be >= 0")
+        if not isinstance(self.temperature, (int, float)) or not (0 <= self.temperature < float("inf")):
+            raise ValueError(f"temperature={self.temperature!r}: must be a finite number >= 0")
         if not isinstance(self.top_alternatives, int) or self.top_alternatives < 0:
             raise ValueError(f"top_alternatives={self.top_alternatives!r}: must be an integer >= 0")
 
