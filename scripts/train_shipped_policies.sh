@@ -16,8 +16,13 @@ run() {
     --max_minutes "$MINUTES" --threads 2 $SCALE "$@" > "logs/policy-$name.log" 2>&1
   python -c "import json;c=json.load(open('checkpoints/policies/$name/card.json'));print('$name', c['val_accuracy'], c['val_nfe'], c['wall_minutes'])"
 }
+# full128-*: the collapse setting (one block over a 128-token canvas, far longer than the answers,
+# where the confidence heuristics commit EOS first; see checkpoints/tiny-dllm/card.json)
 for name in ${ONLY:-semiar-a1 full-a1 sudoku-a1 semiar-a3 full-a3 semiar-a0.3 full-a0.3 semiar-additive-a1 full-es-a1 semiar-b-a1}; do
   case $name in
+    full128-es-a*) run "$name" --task word_problems --full_diffusion true --gen_length 128 --expert_steering true \
+                     --alpha "${name#full128-es-a}" ;;
+    full128-a*) run "$name" --task word_problems --full_diffusion true --gen_length 128 --alpha "${name#full128-a}" ;;
     full-es-a*) run "$name" --task word_problems --full_diffusion true --expert_steering true --alpha "${name#full-es-a}" ;;
     semiar-additive-a*) run "$name" --task word_problems --reward additive --alpha "${name#semiar-additive-a}" --init_bias -1 ;;
     semiar-b-a*) run "$name" --task word_problems --model checkpoints/tiny-dllm-b --alpha "${name#semiar-b-a}" --init_bias -1 ;;

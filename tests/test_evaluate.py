@@ -155,3 +155,22 @@ def test_compare_results_hand_made():
     assert out["accuracy"] == {"max_abs_diff": 0.25, "differing": 1}
     assert out["mean_nfe"] == {"max_abs_diff": 0.5, "differing": 1}
     assert out["worst"]["accuracy"] == [0.25, 0.5]
+
+
+def test_point_key_carries_the_problem_list(monkeypatch):
+    """A point measured on another version of a task generator (other problems) is not reused."""
+    import dataclasses
+
+    from training.tasks import puzzles
+
+    setting = evaluate.Setting(task="sorting", model="nowhere/model", gen_length=16, block_length=16, n=5)
+    variant = evaluate.Variant(method="topk", line="Top-k", policy="top_k_confidence", params={"k": 1})
+    before = evaluate.make_requests([setting], [variant], [0])[0]
+    assert before.problems_hash == evaluate.problems_digest("sorting", "test", 5)
+    assert before.problems_hash != evaluate.problems_digest("sorting", "test", 6)
+
+    real = puzzles.Sorting.sample
+    monkeypatch.setattr(puzzles.Sorting, "sample",
+                        lambda self, rng, split: dataclasses.replace(real(self, rng, split), answer="changed"))
+    after = evaluate.make_requests([setting], [variant], [0])[0]
+    assert after.problems_hash != before.problems_hash and after.key() != before.key()

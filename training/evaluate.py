@@ -261,6 +261,7 @@ class Request:
     variant: Variant
     seed: int
     model_hash: str | None = None
+    problems_hash: str | None = None  # fingerprint of the problem list: a changed task never reuses points
 
     def key(self) -> str:
         """Identity of the measurement (not of the figure line): equal keys share one point."""
@@ -269,6 +270,7 @@ class Request:
             "policy": v.policy, "params": v.params, "policy_hash": v.policy_hash, "task": s.task,
             "split": s.split, "model": s.model, "model_hash": self.model_hash, "block_length": s.block_length,
             "gen_length": s.gen_length, "temperature": s.temperature, "seed": self.seed, "n": s.n,
+            "problems_hash": self.problems_hash,
         }, sort_keys=True)
 
 
@@ -276,16 +278,31 @@ def make_requests(settings: Sequence[Setting], variants: Sequence[Variant], seed
                   method_seeds: dict[str, int | None] | None = None) -> list[Request]:
     """settings x variants x seeds; deterministic variants get the first seed only."""
     hashes: dict[str, str | None] = {}
+    problem_hashes: dict[tuple, str] = {}
     out = []
     for s in settings:
         if s.model not in hashes:
             hashes[s.model] = file_digest(s.model, "model.safetensors", "pytorch_model.bin")
+        pkey = (s.task, s.split, s.n)
+        if pkey not in problem_hashes:
+            problem_hashes[pkey] = problems_digest(*pkey)
         for v in variants:
             use = list(seeds) if v.stochastic or s.temperature > 0 else list(seeds)[:1]
             cap = (method_seeds or {}).get(v.method)
             for seed in use[:cap] if cap else use:
-                out.append(Request(s, v, seed, hashes[s.model]))
+                out.append(Request(s, v, seed, hashes[s.model], problem_hashes[pkey]))
     return out
+
+
+def problems_digest(task: str, split: str, n: int) -> str:
+    """Short sha256 of the n problems a point is measured on (prompts and answers), so a point
+    measured on an earlier version of a task generator is never reused for the current one."""
+    from .tasks import get_task
+
+    h = hashlib.sha256()
+    for p in get_task(task).problems(split, n):
+        h.update(json.dumps([p.prompt, p.answer]).encode())
+    return h.hexdigest()[:16]
 
 
 # -- point store ------------------------------------------------------------------------------
