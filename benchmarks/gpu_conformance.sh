@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Real-code conformance on a CUDA GPU: tests/test_conformance.py with every model, both reference
-# loops and ours on the GPU (fp32), plus the CLI and the app on the tiny LLaDA folder.
+# loops and ours on the GPU (fp32), plus the CLI and the app on the tiny LLaDA folder; then
+# tests/test_diffusers_scheduler.py: our schedulers inside diffusers' LLaDA2Pipeline on the GPU.
 # No weights are downloaded: the tests build tiny random-weight LLaDA / Dream folders from the
 # real model code. See docs/GPU.md.
 #
@@ -24,4 +25,4 @@ print(f"{torch.cuda.get_device_name(0)}  torch {torch.__version__}  transformers
 PY
 mkdir -p runs/gpu
 export UNMASKER_FAST_DLLM="$FAST_DLLM" UNMASKER_TEST_DEVICE=cuda HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-python -m pytest -q -rs tests/test_conformance.py --durations=10 --junitxml=runs/gpu/conformance.xml "$@"
+python -m pytest -q -rs tests/test_conformance.py tests/test_diffusers_scheduler.py --durations=10 --junitxml=runs/gpu/conformance.xml "$@"

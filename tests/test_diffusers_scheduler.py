@@ -19,6 +19,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EMBEDDED = os.path.join(REPO, "checkpoints", "tiny-dllm")
 POLICIES = os.path.join(REPO, "checkpoints", "policies")
 MASK, V = 0, 6
+DEVICE = os.environ.get("UNMASKER_TEST_DEVICE", "cpu")  # benchmarks/gpu_conformance.sh sets cuda
 
 
 def _logits(probs_of_best: list[float], best: list[int]) -> torch.Tensor:
@@ -96,7 +97,9 @@ needs_embedded = pytest.mark.skipif(not os.path.isdir(EMBEDDED), reason="shipped
 
 @pytest.fixture(scope="module")
 def embedded():
-    return load_dllm(EMBEDDED, device="cpu")
+    if DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        pytest.skip(f"UNMASKER_TEST_DEVICE={DEVICE} but CUDA is not available")
+    return load_dllm(EMBEDDED, device=DEVICE)
 
 
 def _pipe(dllm, scheduler, model=None):
