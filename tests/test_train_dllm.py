@@ -144,3 +144,24 @@ def test_init_from_copies_weights_and_matches_embeddings_by_token(tmp_path):
     bad[bad.index("--hidden_size") + 1] = "48"
     with pytest.raises(ValueError, match="hidden_size is 32 there, 48 here"):
         main(bad)
+
+
+def test_dllm_card_only_phenomena_keeps_the_stored_accuracy(tiny_model_dir, tmp_path, monkeypatch):
+    import shutil
+
+    from training import dllm_card
+
+    folder = str(tmp_path / "m")
+    shutil.copytree(tiny_model_dir, folder)
+    stored = {"accuracy": {"word_problems": 0.5}, "n": 1000}
+    with open(os.path.join(folder, "card.json"), "w") as f:
+        json.dump({"name": "m", "measured": stored}, f)
+    monkeypatch.setattr(dllm_card, "PHENOMENA_CORE", [("word_problems", "top_k_confidence", {"k": 16}, "full", 16)])
+    assert dllm_card.main(["--model", folder, "--only_phenomena", "--phenomena_core", "--phenomena_n", "2",
+                           "--write"]) == 0
+    with open(os.path.join(folder, "card.json")) as f:
+        measured = json.load(f)["measured"]
+    assert measured["accuracy"] == stored["accuracy"] and measured["n"] == 1000   # not re-measured, not lost
+    assert [(r["gen_length"], r["n"]) for r in measured["phenomena"]] == [(16, 2)]
+    with pytest.raises(SystemExit):   # --check needs the accuracy rows
+        dllm_card.main(["--model", folder, "--only_phenomena", "--check"])

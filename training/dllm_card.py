@@ -31,6 +31,16 @@ PHENOMENA_ROWS = (
     + [("word_problems_long", "top_k_confidence", {"k": k}, b) for k in (1, 2) for b in (None, "full")]
 )
 
+# The rows the card's targets need (k = 4 loss, the collapse at L = 128, Sudoku order), a quarter
+# of the full table's compute: `--phenomena_core`.
+PHENOMENA_CORE = (
+    [("word_problems", "top_k_confidence", {"k": k}, b) for k in (1, 4) for b in (None, "full")]
+    + [("word_problems", "confidence_threshold", {"threshold": t}, b) for t in (0.9, 0.7) for b in (None, "full")]
+    + [("sudoku", "top_k_confidence", {"k": 1}, b) for b in (None, "full")] + [("sudoku", "random", {"k": 1}, "full")]
+    + [("word_problems", "top_k_confidence", {"k": 4}, b, COLLAPSE_L) for b in (None, "full")]
+    + [("word_problems", "confidence_threshold", {"threshold": 0.9}, b, COLLAPSE_L) for b in (None, "full")]
+)
+
 
 def measure_row(dllm, task_name, policy_name, params, block, gen_length=None, *, n, batch_size=100) -> dict:
     """Accuracy, mean NFE, the share of samples whose first commit is EOS padding, and the mean
@@ -102,11 +112,16 @@ def main(argv=None):
     ap.add_argument("--model", default="checkpoints/tiny-dllm", help="dLLM folder")
     ap.add_argument("--n", type=int, default=1000, help="test problems per row")
     ap.add_argument("--phenomena", action="store_true", help="also measure the phenomena table")
+    ap.add_argument("--only_phenomena", action="store_true", help="skip the accuracy rows (keep the card's)")
+    ap.add_argument("--phenomena_core", action="store_true", help="measure only the phenomena rows the targets need")
+    ap.add_argument("--phenomena_n", type=int, default=0, help="test problems per phenomena row (0 = --n)")
     ap.add_argument("--write", action="store_true", help="store the numbers in the folder's card.json")
     ap.add_argument("--check", action="store_true", help="compare with card.json; exit 1 if off by > tolerance")
     ap.add_argument("--tolerance", type=float, default=0.03, help="allowed accuracy difference for --check")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     args = ap.parse_args(argv)
+    if args.check and args.only_phenomena:
+        ap.error("--check compares the accuracy rows; it cannot be combined with --only_phenomena")
     from unmasker import load_dllm
 
     if args.threads:
@@ -114,11 +129,14 @@ def main(argv=None):
     dllm = load_dllm(args.model, device="cpu")
     card_path = os.path.join(args.model, "card.json")
     card = json.load(open(card_path)) if os.path.exists(card_path) else {}
-    rows = [measure_row(dllm, *r, n=args.n) for r in ACCURACY_ROWS]
-    print("## Test accuracy, top-k confidence, one token per step, semi-AR\n" + table(rows))
-    measured = {"accuracy": {r["task"]: round(r["accuracy"], 4) for r in rows}, "n": args.n}
-    if args.phenomena:
-        ph = [measure_row(dllm, *r, n=args.n) for r in PHENOMENA_ROWS]
+    measured = {}
+    if not args.only_phenomena:
+        rows = [measure_row(dllm, *r, n=args.n) for r in ACCURACY_ROWS]
+        print("## Test accuracy, top-k confidence, one token per step, semi-AR\n" + table(rows), flush=True)
+        measured = {"accuracy": {r["task"]: round(r["accuracy"], 4) for r in rows}, "n": args.n}
+    if args.phenomena or args.phenomena_core:
+        ph = [measure_row(dllm, *r, n=args.phenomena_n or args.n)
+              for r in (PHENOMENA_ROWS if args.phenomena else PHENOMENA_CORE)]
         print("\n## Phenomena (test split)\n" + table(ph))
         summary = failure_summary(ph)
         print("\n## Where full diffusion fails (>= 10 points below semi-AR at the same canvas)\n"
@@ -128,7 +146,7 @@ def main(argv=None):
     status = 0
     if args.check:
         stored = card.get("measured", {}).get("accuracy", {})
-        for task, acc in measured["accuracy"].items():
+        for task, acc in measured.get("accuracy", {}).items():
             if task not in stored:
                 print(f"check: {task}: no stored number in {card_path}")
                 status = 1
