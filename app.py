@@ -9,6 +9,7 @@ Per-run state lives in `gr.State` (one copy per browser session), never in modul
     python app.py [--model checkpoints/tiny-dllm] [--policies checkpoints/policies]
                   [--host 127.0.0.1] [--port 7860] [--share] [--device cpu]
                   [--concurrency 2] [--max_queue 32] [--session_ttl 1800] [--max_sessions 128] [--threads N]
+                  [--trim_every 60]
 
 Memory stays bounded for a public host: a session's run records expire `session_ttl` seconds
 after its last run (Gradio's State time-to-live), and Gradio keeps at most `max_sessions`
@@ -66,6 +67,8 @@ class AppConfig:
         "help": "sessions Gradio keeps in memory (about 0.5 MiB each); the least recently used goes first"})
     threads: int | None = field(default=None, metadata={
         "help": "torch CPU threads (default: CPU cores / concurrency, at least 1)"})
+    trim_every: float = field(default=60.0, metadata={
+        "help": "seconds between handing freed heap memory back to the OS (glibc malloc_trim; 0: never)"})
 
     def __post_init__(self):
         for name in ("concurrency", "max_queue", "max_sessions"):
@@ -76,6 +79,8 @@ class AppConfig:
             raise ValueError(f"session_ttl={self.session_ttl!r}: must be a finite number of seconds > 0")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise ValueError(f"threads={self.threads!r}: must be an integer >= 1")
+        if not (isinstance(self.trim_every, (int, float)) and 0 <= self.trim_every < float("inf")):
+            raise ValueError(f"trim_every={self.trim_every!r}: must be a finite number of seconds >= 0")
 
 
 @dataclass
@@ -577,6 +582,30 @@ def _scrub(records: list, step, column: int, ttl: float) -> str:
     return views.canvas_html(records[column] if column < len(records) else None, step)
 
 
+def start_heap_trimmer(every: float) -> bool:
+    """Every `every` seconds, hand the heap pages that expired sessions freed back to the OS
+    (glibc's malloc_trim). Without it the freed pages stay in the process, fragmented, and RSS
+    creeps up with visits although the live data is bounded. False where there is no glibc."""
+    import ctypes
+    import ctypes.util
+    import threading
+
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return False
+    if every <= 0:
+        return False
+
+    def loop():
+        while True:
+            time.sleep(every)
+            trim(0)
+
+    threading.Thread(target=loop, name="heap-trimmer", daemon=True).start()
+    return True
+
+
 def parse_args(argv=None) -> AppConfig:
     from transformers import HfArgumentParser
 
@@ -610,6 +639,7 @@ def main(argv=None) -> int:
     print(f"loaded {resources.dllm.name}; learned policies: {sorted(resources.policies) or 'none'}"
           + (f" (unusable: {broken})" if broken else ""), flush=True)
     demo = build_demo(resources, cfg)
+    start_heap_trimmer(cfg.trim_every)
     # A full queue turns a visitor away at once: the page says "This application is currently busy.
     # Please try again." and gradio_client raises QueueError("Queue is full! Please try again.").
     demo.queue(default_concurrency_limit=1, max_size=cfg.max_queue).launch(

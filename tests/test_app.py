@@ -273,9 +273,11 @@ def test_a_full_queue_tells_the_visitor_the_app_is_busy(servers):
 def test_hosting_settings_are_checked():
     import app
 
-    for bad in (dict(concurrency=0), dict(max_queue=-1), dict(session_ttl=float("inf")), dict(threads=0)):
+    for bad in (dict(concurrency=0), dict(max_queue=-1), dict(session_ttl=float("inf")), dict(threads=0),
+                dict(trim_every=-1.0), dict(trim_every=float("nan"))):
         with pytest.raises(ValueError, match=next(iter(bad))):
             app.AppConfig(**bad)
+    assert app.start_heap_trimmer(0) is False  # 0 turns the heap trimmer off
 
 
 def test_typed_words_the_model_does_not_know_are_named_before_running(app_url):
