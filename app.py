@@ -13,7 +13,8 @@ Per-run state lives in `gr.State` (one copy per browser session), never in modul
 
 Memory stays bounded for a public host: a session's run records expire `session_ttl` seconds
 after its last run (Gradio's State time-to-live), and Gradio keeps at most `max_sessions`
-sessions (its per-session copy of the page, oldest dropped first); see README "Hosting".
+sessions (its per-session copy of the page, oldest dropped first); a thread hands the freed heap
+back to the OS every `trim_every` seconds; see README "Hosting".
 """
 
 from __future__ import annotations
@@ -590,11 +591,11 @@ def start_heap_trimmer(every: float) -> bool:
     import ctypes.util
     import threading
 
+    if every <= 0:
+        return False
     try:
         trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
     except (OSError, AttributeError):
-        return False
-    if every <= 0:
         return False
 
     def loop():

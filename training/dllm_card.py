@@ -146,7 +146,7 @@ def main(argv=None):
     status = 0
     if args.check:
         stored = card.get("measured", {}).get("accuracy", {})
-        for task, acc in measured.get("accuracy", {}).items():
+        for task, acc in measured["accuracy"].items():
             if task not in stored:
                 print(f"check: {task}: no stored number in {card_path}")
                 status = 1
