@@ -6,20 +6,28 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 STEPS=${STEPS:-60}
 MINUTES=${MINUTES:-5.5}
+# one GRPO round at L = 128 costs about 30 s on 2 cores (10x one at L = 48): its own time cap
+MINUTES128=${MINUTES128:-45}
+THREADS=${THREADS:-2}  # 1 when an evaluation shares the 2 cores
 # CPU scale: 4 prompts x 8 rollouts per round, validation on 64 problems every 5 rounds
 SCALE="--prompts_per_step 4 --eval_every 5 --eval_problems 64"
 mkdir -p logs
 run() {
   local name=$1; shift
   echo "== $name $(date +%T)"
+  local minutes=$MINUTES
+  case $name in full128*) minutes=$MINUTES128 ;; esac
   python -m training.train_policy --output_dir "checkpoints/policies/$name" --max_steps "$STEPS" \
-    --max_minutes "$MINUTES" --threads 2 $SCALE "$@" > "logs/policy-$name.log" 2>&1
+    --max_minutes "$minutes" --threads "$THREADS" $SCALE "$@" > "logs/policy-$name.log" 2>&1
   python -c "import json;c=json.load(open('checkpoints/policies/$name/card.json'));print('$name', c['val_accuracy'], c['val_nfe'], c['wall_minutes'])"
 }
-# full128-*: the collapse setting (one block over a 128-token canvas, far longer than the answers,
-# where the confidence heuristics commit EOS first; see checkpoints/tiny-dllm/card.json)
-for name in ${ONLY:-semiar-a1 full-a1 sudoku-a1 semiar-a3 full-a3 semiar-a0.3 full-a0.3 semiar-additive-a1 full-es-a1 semiar-b-a1}; do
+# full128-*: the paper's full-diffusion setting (one block over a 128-token canvas, about six times the
+# answers, where the confidence heuristics commit EOS first; see checkpoints/tiny-dllm/card.json).
+# full128c-*: the same, starting from the L = 48 full-diffusion policy (train that one first).
+for name in ${ONLY:-full128-a1 full-a1 full128-es-a1 full128c-a1 semiar-a1 sudoku-a1 semiar-a3 full-a3 semiar-a0.3 full-a0.3 semiar-additive-a1 full-es-a1 semiar-b-a1}; do
   case $name in
+    full128c-a*) run "$name" --task word_problems --full_diffusion true --gen_length 128 --alpha "${name#full128c-a}" \
+                   --init_checkpoint "checkpoints/policies/full-a${name#full128c-a}" ;;  # curriculum: from L = 48
     full128-es-a*) run "$name" --task word_problems --full_diffusion true --gen_length 128 --expert_steering true \
                      --alpha "${name#full128-es-a}" ;;
     full128-a*) run "$name" --task word_problems --full_diffusion true --gen_length 128 --alpha "${name#full128-a}" ;;

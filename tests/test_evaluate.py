@@ -47,6 +47,19 @@ def test_matched_nfe_gap_is_stepwise_from_below():
     assert matched_nfe_gap([(3, 0.1)], b) == []
 
 
+def test_ci95_hand_computed():
+    from training.eval_views import ci95
+
+    # 1.96 * sqrt(0.5 * 0.5 / 100) = 0.098; at n = 500 and p = 0.8: 1.96 * sqrt(0.16 / 500) = 0.03506
+    assert ci95(0.5, 100) == pytest.approx(0.098)
+    assert ci95(0.8, 500) == pytest.approx(0.035062, abs=1e-6)
+    assert ci95(1.0, 500) == 0.0
+    # seed spread widens it: std 0.03 over 3 seeds adds 0.03^2 / 3 = 0.0003 to the variance
+    assert ci95(0.8, 500, 0.03, 3) == pytest.approx(1.96 * (0.16 / 500 + 0.0009 / 3) ** 0.5)
+    with pytest.raises(ValueError):
+        ci95(0.5, 0)
+
+
 def _fake_policy(folder, init_bias=-2.0, **card):
     """An untrained policy checkpoint; init_bias sets its unmask probability sigmoid(bias / tau)."""
     from unmasker.policies.learned import ConfidencePolicyNet
@@ -63,13 +76,15 @@ def test_learned_method_selects_checkpoints_by_card(tmp_path):
     _fake_policy(str(tmp_path / "sudoku"), task="sudoku", block_length=4, alpha=1)
     (tmp_path / "training-now").mkdir()  # a folder still being written: card only
     (tmp_path / "training-now" / "card.json").write_text(json.dumps({"task": "word_problems", "block_length": 8}))
+    # a run in progress: weights of its best round so far, a card with "steps" but no "total_steps"
+    _fake_policy(str(tmp_path / "mid-run"), task="word_problems", block_length=8, steps=5)
 
     m = Method(id="lw", policy="learned", checkpoints="*", match={"task": "word_problems", "block_length": 8},
                sweep={"temperature": [0.5, 1.0]})
     variants, notes = m.variants(str(tmp_path))
     assert sorted({v.checkpoint for v in variants}) == ["wp-a1", "wp-a3"]  # nested "config" fields count
     assert len(variants) == 4 and all(v.policy_hash for v in variants)
-    assert any("training-now" in n for n in notes)
+    assert any("training-now" in n for n in notes) and any("mid-run" in n for n in notes)
     one = Method(id="a1", policy="learned", checkpoints="*", match={"alpha": 1, "task": ["word_problems"]},
                  per_checkpoint=True)
     (v,), _ = one.variants(str(tmp_path))  # alpha 1 matches the card's 1.0
@@ -110,6 +125,11 @@ def test_quick_report_with_tiny_model(tiny_model_dir, tmp_path, monkeypatch):
     pol = tmp_path / "policies"
     _fake_policy(str(pol / "wp-a1"), 0.0, task="word_problems", block_length=8, alpha=1, reward="multiplicative")
     _fake_policy(str(pol / "wp-a3"), 6.0, task="word_problems", block_length=8, alpha=3, reward="additive")
+    with open(pol / "wp-a1" / "metrics.jsonl", "w") as f:  # validation every 20 rounds, best at round 60
+        for step, reward in ((20, 0.30), (40, 0.35), (60, 0.50), (80, 0.45)):
+            f.write(json.dumps({"step": step, "reward": 0.1, "wall_min": step / 10,
+                                "val": {"accuracy": reward + 0.2, "nfe": 10.0, "reward": reward}}) + "\n")
+            f.write(json.dumps({"step": step + 1, "reward": 0.2}) + "\n")  # a round without validation
     out = tmp_path / "report"
     cfg = report.ReportConfig(quick=True, model=tiny_model_dir, policies_dir=str(pol), out=str(out), progress=False)
     first = report.run_report(cfg, log=lambda *_: None)
@@ -120,7 +140,7 @@ def test_quick_report_with_tiny_model(tiny_model_dir, tmp_path, monkeypatch):
         assert f"## {sec.title}" in text
     assert "checkpoints/tiny-dllm-b" in text and "Skipped" in text  # missing model: a note, not a crash
     assert "Learned (Sudoku): skipped" in text  # no Sudoku policy among the fakes
-    assert "Matched-NFE gap" in text and "collapsed" in text
+    assert "Matched-NFE gap" in text and "collapsed" in text and "95% CI" in text
     for sid in ("semi_ar", "block_length", "reward", "wallclock"):
         assert (out / f"fig_{sid}.html").exists()
     points = json.load(open(out / "results.json"))["points"]
@@ -131,6 +151,10 @@ def test_quick_report_with_tiny_model(tiny_model_dir, tmp_path, monkeypatch):
     # sigmoid(6) ~ 0.998: the whole block goes in one step, NFE = number of blocks
     assert reward["Additive reward [wp-a3]"]["collapsed"] and reward["Additive reward [wp-a3]"]["mean_nfe"] < 6.6
     assert not reward["Multiplicative reward [wp-a1]"]["collapsed"]
+    curves = first["sections"]["rl_budget"]
+    assert [r["step"] for r in curves["rows"]] == [20, 40, 60, 80] and (out / "fig_rl_budget.html").exists()
+    assert "best validation reward 0.500 at round 60 (70.0% at 10.0 NFE); last 0.450" in curves["reading"][0]
+    assert "| wp-a1 | 60 (best) | 0.500 | 70.0 | 10.0 | 6.0 |" in text
 
     # a human interpretation survives regeneration, and nothing is measured twice
     human = "> The learned policy is slower here because it is untrained.\n"
@@ -138,7 +162,7 @@ def test_quick_report_with_tiny_model(tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(evaluate, "evaluate_point", lambda *a, **k: pytest.fail("resume measured a point"))
     report.run_report(cfg, log=lambda *_: None)
     again = (out / "RESULTS.md").read_text()
-    assert again.count(human) == 1 and again.count(report.HUMAN_PLACEHOLDER) == len(grid.sections) - 1
+    assert again.count(human) == 1 and again.count(report.HUMAN_PLACEHOLDER) == len(grid.sections)  # + the claims block - the edited one
 
 
 def test_compare_results_hand_made():

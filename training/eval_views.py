@@ -1,4 +1,5 @@
-"""Views of measured points: aggregation over seeds, markdown tables and plotly figures.
+"""Views of measured points: aggregation over seeds, markdown tables and plotly figures; and of
+RL validation records (training curves).
 
 Pure functions of (Request, point) pairs; nothing here runs a model or reads a file. The runner
 and the point store live in `training.evaluate`, the report layout in `training.report`.
@@ -41,6 +42,7 @@ def aggregate(pairs: Sequence[tuple[object, dict]]) -> list[dict]:
             "checkpoint": v.checkpoint, "setting": s.describe(), "task": s.task, "model": s.model,
             "block_length": s.block_length, "gen_length": s.gen_length, "num_blocks": s.num_blocks,
             "n": s.n, "seeds": len(pts), "accuracy": statistics.fmean(acc), "accuracy_std": _std(acc),
+            "accuracy_ci95": ci95(statistics.fmean(acc), s.n, _std(acc), len(pts)),
             "mean_nfe": mean_nfe, "nfe_std": _std(nfe),
             "tokens_per_nfe": s.gen_length / mean_nfe if mean_nfe else None,
             "ms_per_problem": 1000 * statistics.fmean(p["wall_seconds"] / p["n"] for p in pts),
@@ -50,6 +52,17 @@ def aggregate(pairs: Sequence[tuple[object, dict]]) -> list[dict]:
             "batch_passes": statistics.fmean(p["forward_passes"] / math.ceil(p["n"] / p["batch_size"]) for p in pts),
         })
     return rows
+
+
+def ci95(accuracy: float, n: int, seed_std: float = 0.0, seeds: int = 1) -> float:
+    """Half-width of a 95% normal-approximation interval for an accuracy over n problems.
+
+    Problem sampling gives the binomial variance p(1 - p) / n; with several seeds on the same
+    problems their spread adds seed_std^2 / seeds (conservative: the two are not independent).
+    """
+    if n < 1 or seeds < 1:
+        raise ValueError(f"n={n}, seeds={seeds}: must be >= 1")
+    return 1.96 * math.sqrt(accuracy * (1 - accuracy) / n + seed_std ** 2 / seeds)
 
 
 def _std(values: list[float]) -> float:
@@ -78,6 +91,8 @@ COLUMNS: dict[str, tuple[str, Callable[[dict], str]]] = {
     "block_length": ("BL", lambda r: str(r["block_length"])),
     "seeds": ("seeds", lambda r: str(r["seeds"])),
     "accuracy": ("accuracy %", lambda r: pct(r["accuracy"], r["accuracy_std"])),
+    "ci95": ("95% CI", lambda r: f"± {100 * r['accuracy_ci95']:.1f}"),
+    "n": ("n", lambda r: str(r["n"])),
     "mean_nfe": ("NFE", lambda r: num(r["mean_nfe"]) + (f" ± {r['nfe_std']:.1f}" if r["nfe_std"] else "")),
     "tokens_per_nfe": ("tokens / NFE", lambda r: num(r["tokens_per_nfe"], 2)),
     "ms_per_problem": ("ms / problem", lambda r: num(r["ms_per_problem"])),
@@ -152,3 +167,40 @@ def frontier_figure(rows: Sequence[dict], title: str, x: str = "mean_nfe", y: st
 
 _AXIS = {"mean_nfe": "mean NFE", "accuracy": "accuracy (%)", "block_length": "block length",
          "ms_per_problem": "wall ms / problem", "tokens_per_nfe": "tokens / NFE"}
+
+
+# -- RL training curves (validation records of policy checkpoints) ------------------------------
+def training_table(rows) -> str:
+    """Markdown table of validation records: per checkpoint the first, every 20th, the best and the
+    last round."""
+    if not rows:
+        return "_no validation logs_"
+    lines = ["| checkpoint | round | val reward | val accuracy % | val NFE | minutes |", "|---|---|---|---|---|---|"]
+    for line in dict.fromkeys(r["line"] for r in rows):
+        mine = sorted((r for r in rows if r["line"] == line), key=lambda r: r["step"])
+        best = max(mine, key=lambda r: r["val_reward"])
+        for r in mine:
+            if r["step"] % 20 and r is not best and r is not mine[-1] and r is not mine[0]:
+                continue
+            mark = " (best)" if r is best else ""
+            lines.append(f"| {line} | {r['step']}{mark} | {r['val_reward']:.3f} | {100 * r['val_accuracy']:.1f} | "
+                         f"{r['val_nfe']:.1f} | {r['wall_min'] or 0:.1f} |")
+    return "\n".join(lines)
+
+
+def training_figure(rows, title: str):
+    """Validation reward, accuracy and NFE against GRPO round, one line per checkpoint."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    keys = (("val_reward", "validation reward"), ("val_accuracy", "validation accuracy"), ("val_nfe", "validation NFE"))
+    fig = make_subplots(rows=1, cols=3, subplot_titles=[k[1] for k in keys])
+    for i, line in enumerate(dict.fromkeys(r["line"] for r in rows)):
+        mine = sorted((r for r in rows if r["line"] == line), key=lambda r: r["step"])
+        for col, (key, _) in enumerate(keys, 1):
+            fig.add_trace(go.Scatter(x=[r["step"] for r in mine], y=[r[key] for r in mine], mode="lines+markers",
+                                     name=line, legendgroup=line, showlegend=col == 1,
+                                     line={"color": f"hsl({(i * 67) % 360},65%,45%)"}), row=1, col=col)
+            fig.update_xaxes(title_text="GRPO round", row=1, col=col)
+    fig.update_layout(title=title, height=420)
+    return fig

@@ -171,7 +171,7 @@ class Method:
                     for c in combos], []
         pattern = os.path.join(policies_dir, self.checkpoints)
         found = sorted(p for p in glob.glob(pattern) if os.path.isdir(p))
-        notes = [f"{label}: {p} has no config.json + model.safetensors (still training?); skipped."
+        notes = [f"{label}: {p} has no config.json + model.safetensors, or its training run has not ended; skipped."
                  for p in found if card_matches(read_card(p), self.match) and not _complete(p)]
         kept = [p for p in found if card_matches(read_card(p), self.match) and _complete(p)]
         if not kept:
@@ -201,7 +201,12 @@ def canonical_params(policy: str, params: dict) -> dict:
 
 
 def _complete(folder: str) -> bool:
-    return all(os.path.isfile(os.path.join(folder, n)) for n in ("config.json", "model.safetensors"))
+    """Weights and config present, and not a run in progress: training/train_policy.py saves the
+    best weights and a card with "steps" during a run and adds "total_steps" when the run ends."""
+    if not all(os.path.isfile(os.path.join(folder, n)) for n in ("config.json", "model.safetensors")):
+        return False
+    card = read_card(folder)
+    return "steps" not in card or "total_steps" in card
 
 
 def read_card(folder: str) -> dict:

@@ -14,6 +14,7 @@ block for a human interpretation that survives regeneration.
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import re
 import statistics
@@ -26,8 +27,9 @@ from .evaluate import (Method, Request, Setting, calibrate, estimate_seconds, ex
                        make_requests, matched_nfe_gap, model_available, pareto_frontier, run_requests)
 
 GRIDS = os.path.join(os.path.dirname(__file__), "eval_grids")
-VIEWS = ("frontier", "block_length", "collapse", "wallclock")
+VIEWS = ("frontier", "block_length", "collapse", "wallclock", "training")
 HUMAN = re.compile(r"<!-- human:(\w+) -->\n(.*?)<!-- /human:\1 -->", re.S)
+CLAIMS = "claims"  # id of the human block with the verdict table (no section may take it)
 HUMAN_PLACEHOLDER = "> **Interpretation:** _to be written by a person (kept when the report is regenerated)._\n"
 
 
@@ -52,8 +54,9 @@ class Section:
     collapse_tolerance: float = 0.1  # collapse view: mean NFE <= (1 + tol) x number of blocks
 
     def __post_init__(self):
-        if not re.fullmatch(r"\w+", self.id):
-            raise ValueError(f"section id {self.id!r}: letters, digits and _ only (used in file names)")
+        if not re.fullmatch(r"\w+", self.id) or self.id == CLAIMS:
+            raise ValueError(f"section id {self.id!r}: letters, digits and _ only (used in file names), "
+                             "and not 'claims' (the verdict block)")
         if self.view not in VIEWS:
             raise ValueError(f"section {self.id}: view={self.view!r}, expected one of {VIEWS}")
         if not self.methods:
@@ -115,8 +118,12 @@ def _only(d: dict, allowed: set, where: str):
 
 def plan_section(grid: Grid, sec: Section, model: str | None = None, policies_dir: str | None = None):
     """Requests of one section and the notes on what was skipped. `model` replaces the default
-    model (sections that name their own models keep them)."""
+    model (sections that name their own models keep them). A training section measures nothing:
+    it reads its checkpoints' validation logs (`training_rows`)."""
     d = grid.defaults
+    if sec.view == "training":
+        notes = [n for mid in sec.methods for n in grid.methods[mid].variants(policies_dir or d["policies_dir"])[1]]
+        return [], notes
     default_model = model or d["model"]
     notes, settings = [], []
     for m in sec.models or (default_model,):
@@ -156,7 +163,8 @@ def _best(rows):
 
 
 def _point(r):
-    return f"{100 * r['accuracy']:.1f}% at {r['mean_nfe']:.1f} NFE ({r['line']}, {r['params'] or 'default'})"
+    ci = f" (95% CI ±{100 * r['accuracy_ci95']:.1f})" if "accuracy_ci95" in r else ""
+    return f"{100 * r['accuracy']:.1f}%{ci} at {r['mean_nfe']:.1f} NFE ({r['line']}, {r['params'] or 'default'})"
 
 
 def read_frontier(rows, sec: Section, names: dict[str, str]) -> list[str]:
@@ -251,13 +259,50 @@ def read_wallclock(rows, sec: Section, names) -> list[str]:
     return out
 
 
+def training_rows(grid: Grid, sec: Section, policies_dir: str | None = None) -> list[dict]:
+    """Validation records (every `eval_every` rounds) of the section's learned checkpoints, read
+    from the metrics.jsonl that training/train_policy.py writes next to the weights."""
+    rows, seen = [], set()
+    for mid in sec.methods:
+        for v in grid.methods[mid].variants(policies_dir or grid.defaults["policies_dir"])[0]:
+            path = v.params.get("checkpoint")
+            if not path or path in seen or not os.path.exists(os.path.join(path, "metrics.jsonl")):
+                continue
+            seen.add(path)
+            with open(os.path.join(path, "metrics.jsonl")) as f:
+                for rec in map(json.loads, filter(str.strip, f)):
+                    if "val" in rec:
+                        rows.append({"line": v.checkpoint, "method": mid, "step": rec["step"],
+                                     "wall_min": rec.get("wall_min"), **{f"val_{k}": x for k, x in rec["val"].items()}})
+    return rows
+
+
+def read_training(rows, sec: Section, names) -> list[str]:
+    out = []
+    for line in dict.fromkeys(r["line"] for r in rows):
+        mine = sorted((r for r in rows if r["line"] == line), key=lambda r: r["step"])
+        best, last = max(mine, key=lambda r: r["val_reward"]), mine[-1]
+        text = (f"{line}: {len(mine)} validations over {last['step']} rounds; best validation reward "
+                f"{best['val_reward']:.3f} at round {best['step']} ({100 * best['val_accuracy']:.1f}% at "
+                f"{best['val_nfe']:.1f} NFE); last {last['val_reward']:.3f} ({100 * last['val_accuracy']:.1f}% at "
+                f"{last['val_nfe']:.1f} NFE)")
+        at60 = [r for r in mine if r["step"] <= 60]
+        if at60 and last["step"] > 60:
+            b60 = max(at60, key=lambda r: r["val_reward"])
+            text += (f"; the best of the first 60 rounds was {b60['val_reward']:.3f} (round {b60['step']}), so the "
+                     f"rounds after 60 changed the best reward by {best['val_reward'] - b60['val_reward']:+.3f}")
+        out.append(text + ". Validation uses the problems and size set by the checkpoint's training run.")
+    return out
+
+
 READERS = {"frontier": read_frontier, "block_length": read_block_length, "collapse": read_collapse,
-           "wallclock": read_wallclock}
+           "wallclock": read_wallclock, "training": read_training}
 TABLE_COLUMNS = {
-    "frontier": ("line", "params", "setting", "seeds", "accuracy", "mean_nfe", "tokens_per_nfe"),
-    "block_length": ("line", "params", "setting", "block_length", "seeds", "accuracy", "mean_nfe"),
-    "collapse": ("line", "params", "setting", "seeds", "accuracy", "mean_nfe", "tokens_per_nfe", "collapsed"),
-    "wallclock": ("line", "params", "setting", "accuracy", "mean_nfe", "batch_passes", "ms_per_problem",
+    "frontier": ("line", "params", "setting", "n", "seeds", "accuracy", "ci95", "mean_nfe", "tokens_per_nfe"),
+    "block_length": ("line", "params", "setting", "block_length", "n", "seeds", "accuracy", "ci95", "mean_nfe"),
+    "collapse": ("line", "params", "setting", "n", "seeds", "accuracy", "ci95", "mean_nfe", "tokens_per_nfe",
+                 "collapsed"),
+    "wallclock": ("line", "params", "setting", "n", "accuracy", "ci95", "mean_nfe", "batch_passes", "ms_per_problem",
                   "policy_time_share"),
 }
 
@@ -339,15 +384,27 @@ def run_report(cfg: ReportConfig, log=print) -> dict:
     rendered = {}
     for s in grid.sections:
         reqs, notes = plans[s.id]
-        rendered[s.id] = render_section(grid, s, reqs, store, notes, out)
+        rendered[s.id] = render_section(grid, s, reqs, store, notes, out, cfg.policies_dir or None)
     write_markdown(os.path.join(out, "RESULTS.md"), grid, grid.sections, rendered, cfg, seconds, batch)
     log(f"wrote {out}/RESULTS.md and {results} after measuring for {seconds / 60:.1f} min")
     return {"sections": rendered, "seconds": seconds, "estimate": estimate}
 
 
-def render_section(grid: Grid, sec: Section, reqs: list[Request], store: dict, notes: list[str], out: str) -> dict:
+def render_section(grid: Grid, sec: Section, reqs: list[Request], store: dict, notes: list[str], out: str,
+                   policies_dir: str | None = None) -> dict:
     from .eval_views import aggregate, markdown_table
 
+    names = {mid: (m.label or mid) for mid, m in grid.methods.items()}
+    if sec.view == "training":
+        from .eval_views import training_figure, training_table
+
+        rows = training_rows(grid, sec, policies_dir)
+        figure = None
+        if rows:
+            figure = f"fig_{sec.id}.html"
+            training_figure(rows, sec.title).write_html(os.path.join(out, figure), include_plotlyjs="cdn")
+        return {"rows": rows, "notes": notes, "figure": figure, "reading": read_training(rows, sec, names),
+                "table": training_table(rows)}
     done = [(r, store[r.key()]) for r in reqs if r.key() in store]
     if len(done) < len(reqs):
         notes = notes + [f"{len(reqs) - len(done)} of {len(reqs)} points not measured yet "
@@ -355,7 +412,6 @@ def render_section(grid: Grid, sec: Section, reqs: list[Request], store: dict, n
     rows = aggregate(done)
     if sec.view == "collapse":
         mark_collapsed(rows, sec.collapse_tolerance)
-    names = {mid: (m.label or mid) for mid, m in grid.methods.items()}
     names.update({"learned": "learned policies", "heuristics": "heuristics"})
     figure = None
     if rows:
@@ -384,6 +440,9 @@ def write_markdown(path, grid, sections, rendered, cfg, seconds, batch):
         "NFE = dLLM forward passes per problem; tokens / NFE = gen length / mean NFE. "
         f"Points measured by this run took {seconds / 60:.1f} min.", "",
     ]
+    # a person's verdict on each of the paper's claims, kept across regenerations like the others
+    lines += ["## The paper's claims", "", f"<!-- human:{CLAIMS} -->",
+              kept.get(CLAIMS, HUMAN_PLACEHOLDER).rstrip("\n"), f"<!-- /human:{CLAIMS} -->", ""]
     for s in sections:
         r = rendered[s.id]
         lines += [f"## {s.title}", ""]
