@@ -171,16 +171,18 @@ class Method:
                     for c in combos], []
         pattern = os.path.join(policies_dir, self.checkpoints)
         found = sorted(p for p in glob.glob(pattern) if os.path.isdir(p))
+        cards = {p: read_card(p) for p in found}
+        matching = [p for p in found if card_matches(cards[p], self.match)]
         notes = [f"{label}: {p} has no config.json + model.safetensors, or its training run has not ended; skipped."
-                 for p in found if card_matches(read_card(p), self.match) and not _complete(p)]
-        kept = [p for p in found if card_matches(read_card(p), self.match) and _complete(p)]
+                 for p in matching if not _complete(p, cards[p])]
+        kept = [p for p in matching if _complete(p, cards[p])]
         if not kept:
             why = f"none of {len(found)} folder(s) under {pattern!r} is a complete checkpoint whose card.json " \
                 f"has {self.match}" if found else f"no checkpoint folder matches {pattern!r}"
             return [], notes + [f"{label}: skipped ({why})."]
         out = []
         for path in kept:
-            name = read_card(path).get("name") or os.path.basename(os.path.normpath(path))
+            name = cards[path].get("name") or os.path.basename(os.path.normpath(path))
             line = f"{label} [{name}]" if self.per_checkpoint else label
             digest = file_digest(path, "model.safetensors")
             for c in combos:
@@ -200,12 +202,12 @@ def canonical_params(policy: str, params: dict) -> dict:
     return {k: v for k, v in params.items() if not (k in defaults and _same(v, defaults[k]))}
 
 
-def _complete(folder: str) -> bool:
+def _complete(folder: str, card: dict) -> bool:
     """Weights and config present, and not a run in progress: training/train_policy.py saves the
-    best weights and a card with "steps" during a run and adds "total_steps" when the run ends."""
+    best weights and a card (`card`, as read_card gives it) with "steps" during a run and adds
+    "total_steps" when the run ends."""
     if not all(os.path.isfile(os.path.join(folder, n)) for n in ("config.json", "model.safetensors")):
         return False
-    card = read_card(folder)
     return "steps" not in card or "total_steps" in card
 
 

@@ -56,7 +56,7 @@ class Section:
     def __post_init__(self):
         if not re.fullmatch(r"\w+", self.id) or self.id == CLAIMS:
             raise ValueError(f"section id {self.id!r}: letters, digits and _ only (used in file names), "
-                             "and not 'claims' (the verdict block)")
+                             f"and not {CLAIMS!r} (the verdict block)")
         if self.view not in VIEWS:
             raise ValueError(f"section {self.id}: view={self.view!r}, expected one of {VIEWS}")
         if not self.methods:
@@ -163,8 +163,7 @@ def _best(rows):
 
 
 def _point(r):
-    ci = f" (95% CI ±{100 * r['accuracy_ci95']:.1f})" if "accuracy_ci95" in r else ""
-    return f"{100 * r['accuracy']:.1f}%{ci} at {r['mean_nfe']:.1f} NFE ({r['line']}, {r['params'] or 'default'})"
+    return f"{100 * r['accuracy']:.1f}% (95% CI ±{100 * r['accuracy_ci95']:.1f}) at {r['mean_nfe']:.1f} NFE ({r['line']}, {r['params'] or 'default'})"
 
 
 def read_frontier(rows, sec: Section, names: dict[str, str]) -> list[str]:
