@@ -165,6 +165,23 @@ def test_quick_report_with_tiny_model(tiny_model_dir, tmp_path, monkeypatch):
     assert again.count(human) == 1 and again.count(report.HUMAN_PLACEHOLDER) == len(grid.sections)  # + the claims block - the edited one
 
 
+def test_training_curve_of_a_continued_run_counts_on_from_its_parent(tmp_path):
+    parent = _fake_policy(str(tmp_path / "p"), task="word_problems", block_length=8, total_steps=99)
+    child = _fake_policy(str(tmp_path / "c"), task="word_problems", block_length=8, total_steps=10,
+                         config={"init_checkpoint": parent})
+    for folder, steps in ((parent, (50, 99)), (child, (5, 10))):
+        with open(os.path.join(folder, "metrics.jsonl"), "w") as f:
+            for step in steps:
+                f.write(json.dumps({"step": step, "val": {"accuracy": 0.5, "nfe": 9.0, "reward": 0.4}}) + "\n")
+    m = Method(id="lw", policy="learned", checkpoints="*", match={"task": "word_problems"}, per_checkpoint=True)
+    grid = report.Grid(defaults={"policies_dir": str(tmp_path)}, methods={"lw": m}, sections=(), path="")
+    sec = report.Section(id="curves", title="t", methods=("lw",), view="training")
+    rows = report.training_rows(grid, sec)
+    assert sorted((r["line"], r["step"]) for r in rows) == [("c", 104), ("c", 109), ("p", 50), ("p", 99)]
+    reading = report.read_training(rows, sec, {})
+    assert any(t.startswith("c: 2 validations over 109 rounds (continued from p") for t in reading)
+
+
 def test_compare_results_hand_made():
     from training.compare_results import compare
 

@@ -268,12 +268,27 @@ def training_rows(grid: Grid, sec: Section, policies_dir: str | None = None) -> 
             if not path or path in seen or not os.path.exists(os.path.join(path, "metrics.jsonl")):
                 continue
             seen.add(path)
+            parent, offset = _continued_from(path)
             with open(os.path.join(path, "metrics.jsonl")) as f:
                 for rec in map(json.loads, filter(str.strip, f)):
                     if "val" in rec:
-                        rows.append({"line": v.checkpoint, "method": mid, "step": rec["step"],
-                                     "wall_min": rec.get("wall_min"), **{f"val_{k}": x for k, x in rec["val"].items()}})
+                        rows.append({"line": v.checkpoint, "method": mid, "step": rec["step"] + offset,
+                                     "continued_from": parent, "wall_min": rec.get("wall_min"),
+                                     **{f"val_{k}": x for k, x in rec["val"].items()}})
     return rows
+
+
+def _continued_from(path: str) -> tuple[str, int]:
+    """(parent folder name, its GRPO rounds) when the checkpoint's run started from another policy
+    (`--init_checkpoint`), so that its rounds count on from the parent's; ("", 0) otherwise."""
+    try:
+        with open(os.path.join(path, "card.json")) as f:
+            init = json.load(f).get("config", {}).get("init_checkpoint") or ""
+        with open(os.path.join(init, "card.json")) as f:
+            parent = json.load(f)
+    except (OSError, ValueError):
+        return "", 0
+    return os.path.basename(os.path.normpath(init)), int(parent.get("total_steps") or parent.get("steps") or 0)
 
 
 def read_training(rows, sec: Section, names) -> list[str]:
@@ -281,7 +296,9 @@ def read_training(rows, sec: Section, names) -> list[str]:
     for line in dict.fromkeys(r["line"] for r in rows):
         mine = sorted((r for r in rows if r["line"] == line), key=lambda r: r["step"])
         best, last = max(mine, key=lambda r: r["val_reward"]), mine[-1]
-        text = (f"{line}: {len(mine)} validations over {last['step']} rounds; best validation reward "
+        parent = mine[0]["continued_from"]
+        start = f" (continued from {parent}: its rounds come first)" if parent else ""
+        text = (f"{line}: {len(mine)} validations over {last['step']} rounds{start}; best validation reward "
                 f"{best['val_reward']:.3f} at round {best['step']} ({100 * best['val_accuracy']:.1f}% at "
                 f"{best['val_nfe']:.1f} NFE); last {last['val_reward']:.3f} ({100 * last['val_accuracy']:.1f}% at "
                 f"{last['val_nfe']:.1f} NFE)")
