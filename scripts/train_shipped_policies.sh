@@ -26,7 +26,7 @@ run() {
 # full128c-*: the same, starting from the L = 48 full-diffusion policy (train that one first).
 # full128-r300-*: the RL-budget run from scratch, 300 rounds (5x the 60 of the other runs).
 # full128-long-*: the second RL-budget run, full128-a* continued for 210 more rounds at lr 3e-4 (train full128-a* first).
-for name in ${ONLY:-full128-a1 full-a1 full128-es-a1 full128c-a1 full128-r300-a1 full128-long-a1 semiar-a1 sudoku-a1 semiar-a3 full-a3 semiar-a0.3 full-a0.3 semiar-additive-a1 full-es-a1 semiar-b-a1 full128-a3 full128-a0.3 full128-es-a3 full128-es-a0.3}; do
+for name in ${ONLY:-full128-a1 full-a1 full128-es-a1 full128c-a1 full128-r300-a1 full128-long-a1 semiar-a1 sudoku-a1 semiar-a3 full-a3 semiar-a0.3 full-a0.3 semiar-additive-a1 full-es-a1 semiar-b-a1 full128-a3 full128-a0.3 full128-es-a3 full128-es-a0.3 semiar-additive300-a1}; do
   case $name in
     full128-long-a*) run "$name" --task word_problems --full_diffusion true --gen_length 128 --alpha "${name#full128-long-a}" \
                        --init_checkpoint "checkpoints/policies/full128-a${name#full128-long-a}" --lr 3e-4 \
@@ -39,6 +39,8 @@ for name in ${ONLY:-full128-a1 full-a1 full128-es-a1 full128c-a1 full128-r300-a1
                      --alpha "${name#full128-es-a}" ;;
     full128-a*) run "$name" --task word_problems --full_diffusion true --gen_length 128 --alpha "${name#full128-a}" ;;
     full-es-a*) run "$name" --task word_problems --full_diffusion true --expert_steering true --alpha "${name#full-es-a}" ;;
+    semiar-additive300-a*) run "$name" --task word_problems --reward additive --alpha "${name#semiar-additive300-a}" \
+                             --init_bias -1 --max_steps 300 --max_minutes "${MINUTES_LONG:-90}" ;;  # does it collapse given 5x the rounds?
     semiar-additive-a*) run "$name" --task word_problems --reward additive --alpha "${name#semiar-additive-a}" --init_bias -1 ;;
     semiar-b-a*) run "$name" --task word_problems --model checkpoints/tiny-dllm-b --alpha "${name#semiar-b-a}" --init_bias -1 ;;
     semiar-a*) run "$name" --task word_problems --alpha "${name#semiar-a}" --init_bias -1 ;;

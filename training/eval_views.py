@@ -171,16 +171,17 @@ _AXIS = {"mean_nfe": "mean NFE", "accuracy": "accuracy (%)", "block_length": "bl
 
 # -- RL training curves (validation records of policy checkpoints) ------------------------------
 def training_table(rows) -> str:
-    """Markdown table of validation records: per checkpoint the first, every 20th, the best and the
-    last round."""
+    """Markdown table of validation records: per checkpoint the first, the first in each span of 20
+    rounds, the best and the last round."""
     if not rows:
         return "_no validation logs_"
     lines = ["| checkpoint | round | val reward | val accuracy % | val NFE | minutes |", "|---|---|---|---|---|---|"]
     for line in dict.fromkeys(r["line"] for r in rows):
         mine = sorted((r for r in rows if r["line"] == line), key=lambda r: r["step"])
         best = max(mine, key=lambda r: r["val_reward"])
-        for r in mine:
-            if r["step"] % 20 and r is not best and r is not mine[-1] and r is not mine[0]:
+        for prev, r in zip([None] + mine, mine):
+            new_span = prev is None or r["step"] // 20 != prev["step"] // 20
+            if not new_span and r is not best and r is not mine[-1]:
                 continue
             mark = " (best)" if r is best else ""
             lines.append(f"| {line} | {r['step']}{mark} | {r['val_reward']:.3f} | {100 * r['val_accuracy']:.1f} | "
