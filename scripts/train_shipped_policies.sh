@@ -24,17 +24,16 @@ run() {
 # full128-*: the paper's full-diffusion setting (one block over a 128-token canvas, about six times the
 # answers, where the confidence heuristics commit EOS first; see checkpoints/tiny-dllm/card.json).
 # full128c-*: the same, starting from the L = 48 full-diffusion policy (train that one first).
-# full128-r300-*: the RL-budget run from scratch, 300 rounds (5x the 60 of the other runs).
-# full128-long-*: the second RL-budget run, full128-a* continued for 210 more rounds at lr 3e-4 (train full128-a* first).
-for name in ${ONLY:-full128-a1 full-a1 full128-es-a1 full128c-a1 full128-r300-a1 full128-long-a1 semiar-a1 sudoku-a1 semiar-a3 full-a3 semiar-a0.3 full-a0.3 semiar-additive-a1 full-es-a1 semiar-b-a1 full128-a3 full128-a0.3 full128-es-a3 full128-es-a0.3 semiar-additive300-a1}; do
+# full128-long-*: the RL-budget run, full128-a* continued for 210 more rounds at lr 3e-4 (train full128-a* first).
+for name in ${ONLY:-full128-a1 full-a1 full128-es-a1 full128c-a1 full128-long-a1 semiar-a1 sudoku-a1 semiar-a3 full-a3 semiar-a0.3 full-a0.3 semiar-additive-a1 full-es-a1 semiar-b-a1 full128-a3 full128-a0.3 full128-es-a3 full128-es-a0.3 semiar-additive300-a1 full128-additive-a3}; do
   case $name in
     full128-long-a*) run "$name" --task word_problems --full_diffusion true --gen_length 128 --alpha "${name#full128-long-a}" \
                        --init_checkpoint "checkpoints/policies/full128-a${name#full128-long-a}" --lr 3e-4 \
                        --max_steps 210 --max_minutes "${MINUTES_LONG:-90}" ;;  # RL budget: 99 + 210 rounds (argparse: last flag wins)
-    full128-r300-a*) run "$name" --task word_problems --full_diffusion true --gen_length 128 \
-                       --alpha "${name#full128-r300-a}" --max_steps 300 --max_minutes "${MINUTES_LONG:-90}" ;;  # RL budget: 300 rounds from scratch
     full128c-a*) run "$name" --task word_problems --full_diffusion true --gen_length 128 --alpha "${name#full128c-a}" \
                    --init_checkpoint "checkpoints/policies/full-a${name#full128c-a}" ;;  # curriculum: from L = 48
+    full128-additive-a*) run "$name" --task word_problems --full_diffusion true --gen_length 128 --reward additive \
+                           --alpha "${name#full128-additive-a}" ;;  # before full128-a*, which would match it
     full128-es-a*) run "$name" --task word_problems --full_diffusion true --gen_length 128 --expert_steering true \
                      --alpha "${name#full128-es-a}" ;;
     full128-a*) run "$name" --task word_problems --full_diffusion true --gen_length 128 --alpha "${name#full128-a}" ;;
