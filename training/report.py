@@ -24,7 +24,7 @@ import tomllib
 from dataclasses import dataclass, field
 
 from .evaluate import (Method, Request, Setting, calibrate, estimate_seconds, expand_lengths, load_points,
-                       make_requests, matched_nfe_gap, model_available, pareto_frontier, run_requests)
+                       make_requests, matched_nfe_gap, model_available, pareto_frontier, read_card, run_requests)
 
 GRIDS = os.path.join(os.path.dirname(__file__), "eval_grids")
 VIEWS = ("frontier", "block_length", "collapse", "wallclock", "training")
@@ -281,12 +281,9 @@ def training_rows(grid: Grid, sec: Section, policies_dir: str | None = None) -> 
 def _continued_from(path: str) -> tuple[str, int]:
     """(parent folder name, its GRPO rounds) when the checkpoint's run started from another policy
     (`--init_checkpoint`), so that its rounds count on from the parent's; ("", 0) otherwise."""
-    try:
-        with open(os.path.join(path, "card.json")) as f:
-            init = json.load(f).get("config", {}).get("init_checkpoint") or ""
-        with open(os.path.join(init, "card.json")) as f:
-            parent = json.load(f)
-    except (OSError, ValueError):
+    init = read_card(path).get("init_checkpoint") or ""
+    parent = read_card(init) if init else {}
+    if not parent:
         return "", 0
     return os.path.basename(os.path.normpath(init)), int(parent.get("total_steps") or parent.get("steps") or 0)
 
