@@ -24,6 +24,8 @@ class Step:
     t: (B,) float, NFE / L before the step. active: (B,) bool, whether this step cost the sample an NFE.
     nfe: (B,) long, NFE after the step. elapsed: seconds since the run began.
     top_ids / top_probs: (B, L, K) alternatives when requested, else None.
+    margin / entropy are None when neither the policy reads them nor the config records them.
+    filled: (B, L) bool, positions the end-of-text early stop filled with EOS this step (None when off).
     """
 
     index: int
@@ -33,8 +35,8 @@ class Step:
     proposals: torch.Tensor
     confidence: torch.Tensor
     token_prob: torch.Tensor
-    margin: torch.Tensor
-    entropy: torch.Tensor
+    margin: torch.Tensor | None
+    entropy: torch.Tensor | None
     masked: torch.Tensor
     eligible: torch.Tensor
     t: torch.Tensor
@@ -43,6 +45,7 @@ class Step:
     elapsed: float
     top_ids: torch.Tensor | None = None
     top_probs: torch.Tensor | None = None
+    filled: torch.Tensor | None = None
 
 
 @dataclass
@@ -76,7 +79,7 @@ def canvas_at(steps: list[Step], upto: int, row: int = 0) -> list[tuple[int, str
     step = steps[upto]
     out = []
     for pos, tok in enumerate(step.tokens[row].tolist()):
-        if step.committed[row, pos]:
+        if step.committed[row, pos] or (step.filled is not None and step.filled[row, pos]):
             out.append((tok, "new"))
         elif step.masked[row, pos]:
             out.append((tok, "masked"))

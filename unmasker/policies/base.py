@@ -12,6 +12,55 @@ from typing import Protocol, runtime_checkable
 import torch
 
 
+# The per-position features a StepContext carries. confidence and token_prob cost nothing extra
+# (they come with the softmax the proposal needs); margin and entropy do (issue 24).
+FEATURES = ("confidence", "token_prob", "margin", "entropy")
+
+
+def features_read(policy) -> frozenset[str]:
+    """The features `policy` reads, from its `reads` attribute (an iterable of `FEATURES`
+    names, usually a class attribute). A policy that declares nothing reads everything: the
+    safe default, so any policy class keeps working, only less lean."""
+    reads = getattr(policy, "reads", None)
+    if reads is None:
+        return frozenset(FEATURES)
+    if isinstance(reads, str):
+        raise ValueError(f"{type(policy).__name__}.reads={reads!r}: expected a set of names, not one string")
+    reads = frozenset(reads)
+    unknown = reads - set(FEATURES)
+    if unknown:
+        raise ValueError(f"{type(policy).__name__}.reads names unknown features {sorted(unknown)}; "
+                         f"known: {list(FEATURES)}")
+    return reads
+
+
+class NotComputed:
+    """Stands in for a feature the policy did not declare in `reads`: any use of it raises an
+    error naming the policy and the fix, never a silent wrong number."""
+
+    def __init__(self, name: str, policy: str):
+        self.name, self.policy = name, policy
+
+    def _fail(self, *args, **kwargs):
+        raise AttributeError(f"ctx.{self.name} was not computed: {self.policy} does not list "
+                             f"{self.name!r} in its `reads`; add it there")
+
+    __getattr__ = _fail
+    __neg__ = __pos__ = __abs__ = __getitem__ = __bool__ = __float__ = __len__ = __iter__ = _fail
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __truediv__ = __rtruediv__ = _fail
+    __lt__ = __le__ = __gt__ = __ge__ = _fail
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        for a in list(args) + list((kwargs or {}).values()):
+            if isinstance(a, NotComputed):
+                a._fail()
+        return NotImplemented
+
+    def __repr__(self):
+        return f"NotComputed({self.name!r})"
+
+
 @dataclass(frozen=True)
 class StepContext:
     """Everything a policy may look at in one denoising step. B = batch, L = gen length.
@@ -22,6 +71,8 @@ class StepContext:
         `low_confidence` score under temperature).
     margin: (B, L) float, p(top1) - p(top2).
     entropy: (B, L) float, entropy of p in nats.
+        margin and entropy are computed only for a policy whose `reads` names them (see
+        `features_read`); otherwise they are a `NotComputed` that raises on use.
     masked: (B, L) bool, still masked.
     eligible: (B, L) bool, masked, inside the current block, and the sample still has work.
     t: (B,) float, NFE used so far / L (paper 2.1: not the masked fraction).
@@ -31,8 +82,8 @@ class StepContext:
 
     confidence: torch.Tensor
     token_prob: torch.Tensor
-    margin: torch.Tensor
-    entropy: torch.Tensor
+    margin: torch.Tensor | NotComputed
+    entropy: torch.Tensor | NotComputed
     masked: torch.Tensor
     eligible: torch.Tensor
     t: torch.Tensor
@@ -45,7 +96,10 @@ class StepContext:
 
 @runtime_checkable
 class UnmaskPolicy(Protocol):
-    """One verb: `select(ctx) -> (B, L) bool`, a subset of `ctx.eligible` to commit."""
+    """One verb: `select(ctx) -> (B, L) bool`, a subset of `ctx.eligible` to commit.
+
+    Optionally a `reads` attribute naming the `FEATURES` it looks at (e.g.
+    `reads = frozenset({"token_prob"})`), so the sampler skips the others; see `features_read`."""
 
     def select(self, ctx: StepContext) -> torch.Tensor: ...
 

@@ -38,6 +38,7 @@ class _ScheduledTopK:
 @dataclass(frozen=True)
 class TopKConfidence(_ScheduledTopK):
     """High confidence (LLaDA `low_confidence` remasking): the k most confident positions."""
+    reads = frozenset({"token_prob"})  # the features it looks at (policies/base.py features_read)
 
     def score(self, ctx):
         return ctx.token_prob
@@ -46,6 +47,7 @@ class TopKConfidence(_ScheduledTopK):
 @dataclass(frozen=True)
 class RandomOrder(_ScheduledTopK):
     """Random: k uniformly random eligible positions per step."""
+    reads = frozenset()  # the features it looks at (policies/base.py features_read)
 
     def score(self, ctx):
         return torch.rand(ctx.eligible.shape, generator=ctx.generator, device="cpu").to(ctx.eligible.device)
@@ -54,6 +56,7 @@ class RandomOrder(_ScheduledTopK):
 @dataclass(frozen=True)
 class Margin(_ScheduledTopK):
     """Top-k by the top-1 minus top-2 probability margin (Kim et al.; Dream `topk_margin`)."""
+    reads = frozenset({"margin"})  # the features it looks at (policies/base.py features_read)
 
     def score(self, ctx):
         return ctx.margin
@@ -62,6 +65,7 @@ class Margin(_ScheduledTopK):
 @dataclass(frozen=True)
 class Entropy(_ScheduledTopK):
     """Top-k by negative entropy (Dream `entropy`)."""
+    reads = frozenset({"entropy"})  # the features it looks at (policies/base.py features_read)
 
     def score(self, ctx):
         return -ctx.entropy
@@ -71,6 +75,7 @@ class Entropy(_ScheduledTopK):
 class ConfidenceThreshold:
     """Fast-dLLM threshold: commit every eligible position with confidence >= threshold, and
     always at least the single most confident one."""
+    reads = frozenset({"token_prob"})  # the features it looks at (policies/base.py features_read)
 
     threshold: float = field(default=0.9, metadata={"help": "confidence threshold lambda in (0, 1]"})
 
@@ -87,6 +92,7 @@ class ConfidenceThreshold:
 class Factor:
     """Fast-dLLM factor rule: with confidences sorted c_(1) >= c_(2) >= ..., commit the top n for
     the largest n with (n + 1) * (1 - c_(n)) <= factor (rank 1 always)."""
+    reads = frozenset({"token_prob"})  # the features it looks at (policies/base.py features_read)
 
     factor: float = field(default=1.0, metadata={"help": "factor f > 0 of the parallel-decoding bound"})
 
@@ -106,6 +112,7 @@ class Factor:
 class EBSampler:
     """Entropy-bounded sampler (Ben-Hamu et al.): sort eligible positions by entropy (ascending)
     and accept the largest prefix whose entropy sum minus its max entropy is <= gamma."""
+    reads = frozenset({"entropy"})  # the features it looks at (policies/base.py features_read)
 
     gamma: float = field(default=0.1, metadata={"help": "entropy bound gamma >= 0 (nats)"})
 

@@ -135,6 +135,7 @@ class LearnedPolicy:
     """The learned unmasking policy: u_k ~ Bernoulli(min(1, beta * sigmoid(b_k / temperature)))
     on eligible positions. With `fallback`, an empty action commits the eligible position with the
     largest logit (test time, paper 2.5); training uses no fallback."""
+    reads = frozenset({"confidence"})  # the features it looks at (policies/base.py features_read)
 
     checkpoint: str | None = field(default=None, metadata={"help": "policy folder (random init if empty)"})
     temperature: float = field(default=1.0, metadata={"help": "policy temperature tau > 0 (paper: 0.5 semi-AR, 1 full)"})
