@@ -215,3 +215,83 @@ def test_point_key_carries_the_problem_list(monkeypatch):
                         lambda self, rng, split: dataclasses.replace(real(self, rng, split), answer="changed"))
     after = evaluate.make_requests([setting], [variant], [0])[0]
     assert after.problems_hash != before.problems_hash and after.key() != before.key()
+
+
+# -- the oracle (a reference point, not a policy) ----------------------------------------------------
+class _FakeTap:
+    """Stands in for TappedDLLM: `last` holds logits (B_active, P + L, V) of the current pass, one-hot
+    on the given proposals, with the mask id (0) above every real token: it must be excluded."""
+
+    mask_id = 0
+
+    def __init__(self, proposals, vocab=5, prompt=2):
+        import torch
+
+        p = torch.tensor(proposals)
+        self.last = torch.zeros(p.shape[0], prompt + p.shape[1], vocab)
+        self.last[:, prompt:].scatter_(-1, p[..., None], 1.0)
+        self.last[..., 0] = 9.0
+
+
+def _ctx(token_prob, eligible):
+    from tests.test_policies import make_ctx
+
+    return make_ctx(token_prob, eligible=eligible)
+
+
+def test_oracle_commits_matching_proposals_else_the_most_confident():
+    from training.oracle import OracleCommit
+
+    import torch
+
+    final = torch.tensor([[1, 2, 3, 4], [1, 2, 3, 4]])
+    # row 0: proposals match the final tokens at 0 and 2 (position 3 matches but is not eligible);
+    # row 1: nothing matches -> the most confident eligible position (2: 0.7)
+    tap = _FakeTap([[1, 3, 3, 4], [2, 1, 4, 1]])
+    ctx = _ctx([[0.1, 0.9, 0.2, 0.3], [0.5, 0.2, 0.7, 0.9]],
+               [[True, True, True, False], [True, True, True, False]])
+    got = OracleCommit(tap, final).select(ctx)
+    assert got.tolist() == [[True, False, True, False], [False, False, True, False]]
+
+
+def test_oracle_maps_active_rows_when_the_sampler_skips_finished_ones():
+    from training.oracle import OracleCommit
+
+    import torch
+
+    final = torch.tensor([[1, 2], [3, 4], [1, 1]])
+    tap = _FakeTap([[3, 4], [1, 3]])  # the logits of rows 1 and 2 only (row 0 has no work)
+    ctx = _ctx([[0.0, 0.0], [0.5, 0.6], [0.9, 0.1]], [[False, False], [True, True], [True, True]])
+    got = OracleCommit(tap, final).select(ctx)
+    assert got.tolist() == [[False, False], [True, True], [True, False]]
+
+
+def test_oracle_is_not_a_registry_policy_but_an_evaluation_method():
+    from unmasker.policies import POLICIES
+
+    assert "oracle" not in POLICIES  # the app and the CLI never offer it
+    m = Method(id="o", policy="oracle")
+    (v,), _ = m.variants()
+    assert v.policy == "oracle" and not v.stochastic
+    with pytest.raises(ValueError, match="unknown parameters"):
+        Method(id="o", policy="oracle", params={"k": 1})
+
+
+def test_oracle_point_on_the_tiny_model(tiny_dllm):
+    """The oracle reproduces the one-token-per-step tokens with fewer passes (never more)."""
+    import unmasker
+    from training.oracle import Oracle
+    from training.tasks import get_task
+
+    task = get_task("word_problems")
+    problems = task.problems("test", 6)
+    config = unmasker.SamplerConfig(gen_length=16, block_length=8)
+    point = evaluate.evaluate_point(tiny_dllm, task, problems, Oracle(), config, seed=0, batch_size=4)
+    k1 = evaluate.evaluate_point(tiny_dllm, task, problems, unmasker.build_policy("top_k_confidence", k=1),
+                                 config, seed=0, batch_size=4)
+    assert k1["mean_nfe"] == 16
+    assert point["reference_accuracy"] == k1["accuracy"]
+    assert 2 <= point["mean_nfe"] < 16  # at least one pass per block, and parallel commits happen
+    assert 0 <= point["oracle_agreement"] <= 1
+    if point["oracle_agreement"] == 1:
+        assert point["accuracy"] == k1["accuracy"]

@@ -144,11 +144,14 @@ class Method:
     seeds: int | None = None  # cap on the number of seeds (None: all of the section's seeds)
 
     def __post_init__(self):
-        from unmasker.policies import POLICIES, policy_params
+        from unmasker.policies import POLICIES
 
-        if self.policy not in POLICIES:
-            raise ValueError(f"method {self.id!r}: policy={self.policy!r} is not one of {sorted(POLICIES)}")
-        allowed = {f.name for f in policy_params(self.policy)} - {"net"}
+        from .oracle import REFERENCES
+
+        if self.policy not in POLICIES and self.policy not in REFERENCES:
+            raise ValueError(f"method {self.id!r}: policy={self.policy!r} is not one of {sorted(POLICIES)} "
+                             f"(or a reference point: {sorted(REFERENCES)})")
+        allowed = {f.name for f in _fields(self.policy)} - {"net"}
         for where, d in (("params", self.params), ("sweep", self.sweep)):
             bad = set(d) - allowed
             if bad:
@@ -196,10 +199,28 @@ def canonical_params(policy: str, params: dict) -> dict:
     and {temperature: 0.5} are one point (measured once)."""
     from dataclasses import MISSING
 
+    defaults = {f.name: f.default for f in _fields(policy) if f.default is not MISSING}
+    return {k: v for k, v in params.items() if not (k in defaults and _same(v, defaults[k]))}
+
+
+def _fields(policy: str) -> list:
+    """Constructor parameters of a registered policy or of a reference point (the oracle)."""
+    import dataclasses
+
     from unmasker.policies import policy_params
 
-    defaults = {f.name: f.default for f in policy_params(policy) if f.default is not MISSING}
-    return {k: v for k, v in params.items() if not (k in defaults and _same(v, defaults[k]))}
+    from .oracle import REFERENCES
+
+    return list(dataclasses.fields(REFERENCES[policy])) if policy in REFERENCES else policy_params(policy)
+
+
+def build_method_policy(policy: str, params: dict):
+    """A registered policy, or a reference point (which prepares a policy per batch, see oracle.py)."""
+    import unmasker
+
+    from .oracle import REFERENCES
+
+    return REFERENCES[policy](**params) if policy in REFERENCES else unmasker.build_policy(policy, **params)
 
 
 def _complete(folder: str, card: dict) -> bool:
@@ -340,6 +361,11 @@ class TimedPolicy:
     def __init__(self, policy):
         self.policy, self.seconds = policy, 0.0
 
+    @property
+    def reads(self):
+        """The wrapped policy's declared features (None: all), so timing never makes the loop less lean."""
+        return getattr(self.policy, "reads", None)
+
     def select(self, ctx):
         cuda = ctx.confidence.is_cuda
         if cuda:  # kernels run asynchronously: time only completed work
@@ -361,6 +387,10 @@ def evaluate_point(dllm, task, problems, policy, config, seed: int, batch_size: 
     Batch i uses generator seed (seed * 1_000_003 + i) so batches draw independent streams.
     tokens_per_nfe = gen_length / mean NFE. forward_passes counts batch-level dLLM calls (a batch
     runs until its slowest sample finishes each block), the quantity that drives wall time.
+
+    A reference point (`policy.prepare`, the oracle) first runs its own reference decode per batch
+    (not counted in NFE, wall or passes) and adds reference_accuracy and oracle_agreement (the
+    share of problems whose tokens equal the reference's).
     """
     import unmasker
 
@@ -368,12 +398,20 @@ def evaluate_point(dllm, task, problems, policy, config, seed: int, batch_size: 
     if task.generation_prefix:
         dllm = dllm.with_prefix(task.generation_prefix)
     rewards, nfe, still, wall, passes = [], [], [], 0.0, 0
+    ref_rewards, agree = [], []
     for i, start in enumerate(range(0, len(problems), batch_size)):
         chunk = problems[start:start + batch_size]
+        prompts, batch_seed, run_dllm = [p.prompt for p in chunk], seed * 1_000_003 + i, dllm
+        if hasattr(policy, "prepare"):
+            run_dllm, timed.policy = policy.prepare(dllm, prompts, config, batch_seed)
         t0 = time.perf_counter()
-        traj = unmasker.generate(dllm, timed, [p.prompt for p in chunk], config, seed=seed * 1_000_003 + i)
+        traj = unmasker.generate(run_dllm, timed, prompts, config, seed=batch_seed)
         wall += time.perf_counter() - t0
         rewards += task.reward(traj.texts, chunk)
+        if hasattr(policy, "prepare"):
+            ref = timed.policy.reference
+            ref_rewards += task.reward(ref.texts, chunk)
+            agree += (traj.tokens == ref.tokens).all(-1).tolist()
         nfe += traj.nfe.tolist()
         still += traj.still_masked.tolist()
         passes += int(traj.unmask_step.max()) + 1
@@ -388,6 +426,7 @@ def evaluate_point(dllm, task, problems, policy, config, seed: int, batch_size: 
         "wall_seconds": wall, "policy_seconds": timed.seconds,
         "policy_time_share": timed.seconds / wall if wall else None,
         "forward_passes": passes, "still_masked": sum(still) / n, "batch_size": batch_size,
+        **({"reference_accuracy": sum(ref_rewards) / n, "oracle_agreement": sum(agree) / n} if agree else {}),
     }
 
 
@@ -418,7 +457,7 @@ def run_requests(requests: Sequence[Request], out_path: str, batch_size: int = 6
             dllm, loaded = unmasker.load_dllm(s.model, device=device), s.model
         task = tasks.setdefault(s.task, get_task(s.task))
         probs = problems.setdefault((s.task, s.split, s.n), task.problems(s.split, s.n))
-        policy = unmasker.build_policy(v.policy, **v.params)
+        policy = build_method_policy(v.policy, v.params)
         config = unmasker.SamplerConfig(gen_length=s.gen_length, block_length=s.block_length, temperature=s.temperature)
         bar.set_description(f"{v.line} {v.describe()} | {s.task} BL={s.block_length} seed={r.seed}"[:80])
         measured = evaluate_point(dllm, task, probs, policy, config, r.seed, batch_size, bar.update)
