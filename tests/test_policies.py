@@ -247,3 +247,99 @@ def test_parse_params():
     for bad in (["k"], ["=2"]):
         with pytest.raises(ValueError, match="NAME=VALUE"):
             parse_params(bad)
+
+
+# -- EOS Early Rejection and the Ascending Step-Size schedule (arXiv 2509.23924) ------------------------
+def eos_ctx(token_prob, eos, **kw):
+    """make_ctx plus which positions' proposals are EOS."""
+    from unmasker.policies.eos_rejection import EOSStepContext
+
+    ctx = make_ctx(token_prob, **kw)
+    fields = {f.name: getattr(ctx, f.name) for f in dataclasses.fields(StepContext)}
+    return EOSStepContext(**fields, proposal_is_eos=torch.tensor(eos, dtype=torch.bool))
+
+
+def test_eoser_factor_rises_linearly_over_the_block_hand_computed():
+    from unmasker.policies.eos_rejection import EOSEarlyRejection
+
+    # M = 4 masks, k = 1: S = 4 steps, gamma_i = 0.4 + 0.6 i / 3 = 0.4, 0.6, 0.8, 1.0
+    p = EOSEarlyRejection(k=1)
+    tp, eos = [[0.9, 0.5, 0.3, 0.2]], [[True, False, False, False]]
+    gammas = [float(p.gamma(eos_ctx(tp, eos, block_step=i))[0]) for i in range(4)]
+    assert gammas == pytest.approx([0.4, 0.6, 0.8, 1.0])
+    # step 0: EOS scores 0.9 * 0.4 = 0.36 < 0.5, so position 1 goes first (plain top-1 would take the EOS)
+    assert positions(p.select(eos_ctx(tp, eos, block_step=0))) == {1}
+    assert positions(TopKConfidence(k=1).select(make_ctx(tp))) == {0}
+    # step 1: 0.9 * 0.6 = 0.54 > 0.5: the EOS wins
+    assert positions(p.select(eos_ctx(tp, eos, block_step=1))) == {0}
+    # k = 2 on M = 4: S = 2 steps, gamma = 0.4 then 1.0; step 0 scores 0.36, 0.5, 0.3, 0.2 -> top 2 = {1, 0}
+    p2 = EOSEarlyRejection(k=2)
+    assert positions(p2.select(eos_ctx(tp, eos, block_step=0))) == {0, 1}
+    assert float(p2.gamma(eos_ctx(tp, eos, block_step=1))[0]) == pytest.approx(1.0)
+    # one step in the block (M <= k): the factor is gamma_max
+    assert float(EOSEarlyRejection(k=8).gamma(eos_ctx(tp, eos))[0]) == pytest.approx(1.0)
+
+
+def test_eoser_commits_eligible_only_and_at_least_one():
+    from unmasker.policies.eos_rejection import EOSEarlyRejection
+
+    # every eligible proposal is EOS: the rule still commits (the most confident one)
+    ctx = eos_ctx([[0.9, 0.8, 0.1], [0.2, 0.3, 0.4]], [[True, True, True], [False, False, False]],
+                  eligible=[[True, True, False], [False, False, False]])
+    got = EOSEarlyRejection(k=1, eos_min_gamma=0.0).select(ctx)
+    assert got.tolist() == [[True, False, False], [False, False, False]]
+
+
+@pytest.mark.parametrize("m, expected", [
+    (128, [1, 2, 4, 8, 16, 32, 65]),  # their L = 128 example: 7 passes
+    (8, [1, 2, 5]), (48, [1, 2, 4, 8, 33]), (4, [1, 3]), (1, [1]), (3, [3]),
+])
+def test_ascending_step_size_schedule_hand_computed(m, expected):
+    from unmasker.policies.eos_rejection import EOSRejectionASS
+
+    ctx = eos_ctx([[1.0 - i / 1000 for i in range(m)]], [[False] * m])
+    steps = run_block(EOSRejectionASS(eos_min_gamma=1.0), ctx)
+    assert [len(s) for s in steps] == expected
+    # confidences fall with the position: each step takes the most confident still masked
+    assert [p for s in steps for p in s] == list(range(m))
+
+
+def test_ass_eos_factor_hand_computed():
+    from unmasker.policies.eos_rejection import EOSRejectionASS
+
+    # M = 8: S = 3; gamma_i = 0.01 + 0.99 (2^(i+1) - 1) / 8 = 0.13375, 0.38125, 0.87625
+    p = EOSRejectionASS()
+    tp, eos = [[0.9, 0.5, 0.3, 0.2, 0.1, 0.1, 0.1, 0.1]], [[True] + [False] * 7]
+    got = [float(p.gamma(eos_ctx(tp, eos, block_step=i))[0]) for i in range(3)]
+    assert got == pytest.approx([0.13375, 0.38125, 0.87625])
+    assert positions(p.select(eos_ctx(tp, eos, block_step=0))) == {1}  # 0.9 * 0.134 = 0.12 < 0.5
+    # step 1 commits two: scores 0.9 * 0.381 = 0.343, 0.5, 0.3, ... -> {1, 0}
+    assert positions(p.select(eos_ctx(tp, eos, block_step=1))) == {0, 1}
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"eos_min_gamma": -0.1}, "eos_min_gamma"), ({"eos_max_gamma": 1.5}, "eos_max_gamma"),
+    ({"eos_min_gamma": 0.8, "eos_max_gamma": 0.5}, "ascend"), ({"eos_min_gamma": "0.4"}, "eos_min_gamma"),
+    ({"eos_max_gamma": float("nan")}, "eos_max_gamma"),
+])
+def test_eos_rules_reject_bad_gammas(kwargs, message):
+    from unmasker.policies.eos_rejection import EOSEarlyRejection, EOSRejectionASS
+
+    for cls in (EOSEarlyRejection, EOSRejectionASS):
+        with pytest.raises(ValueError, match=message):
+            cls(**kwargs)
+    with pytest.raises(ValueError, match="k="):
+        EOSEarlyRejection(k=0)
+
+
+def test_eos_rules_say_what_they_miss_on_a_plain_context():
+    """Without the EOS flag the rules fail with a message naming it, never fall back silently."""
+    from unmasker.policies import EOS_POLICIES
+    from unmasker.policies.eos_rejection import sampler_passes_eos
+
+    for name in EOS_POLICIES:
+        with pytest.raises(ValueError, match="proposal_is_eos"):
+            build_policy(name).select(make_ctx([[0.5, 0.4]]))
+        # known to build_policy (strings converted) and listed in POLICIES only once the sampler passes the flag
+        assert build_policy(name, eos_min_gamma="0.5").eos_min_gamma == 0.5
+        assert (name in POLICIES) == sampler_passes_eos()

@@ -102,5 +102,36 @@ class Oracle:
         return tap, policy
 
 
+class ProposalFeed:
+    """Runs a policy that needs `proposal_is_eos` (EOSER, `unmasker.policies.eos_rejection`) through
+    the sampler, which does not pass that flag yet: per batch, a tapped dLLM, and each step's
+    context extended with the flag from the greedy proposals. Greedy dLLM only."""
+
+    def __init__(self, policy):
+        self.policy = policy
+
+    def prepare(self, dllm: DLLM, prompts: list[str], config, seed: int):
+        if config.temperature:
+            raise ValueError(f"{type(self.policy).__name__}: the evaluator can feed proposal_is_eos only for a "
+                             "greedy dLLM (temperature 0); the sampler does not pass it")
+        tap = TappedDLLM.wrap(dllm)
+        return tap, _WithEOSFlag(self.policy, tap)
+
+
+class _WithEOSFlag:
+    def __init__(self, policy, tap: TappedDLLM):
+        self.policy, self.tap = policy, tap
+        self.reads = getattr(policy, "reads", None)
+        self.eos = torch.tensor(tap.eos_ids, dtype=torch.long)
+
+    def select(self, ctx: StepContext) -> torch.Tensor:
+        from unmasker.policies.eos_rejection import EOSStepContext
+
+        prop = greedy_proposals(self.tap, ctx)
+        flags = torch.isin(prop, self.eos.to(prop.device))
+        ext = EOSStepContext(**{f.name: getattr(ctx, f.name) for f in fields(StepContext)}, proposal_is_eos=flags)
+        return self.policy.select(ext)
+
+
 # name -> class of the evaluator's reference points (not policies; see the module docstring)
 REFERENCES: dict[str, type] = {"oracle": Oracle}
