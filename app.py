@@ -319,7 +319,10 @@ def find_problem(resources: Resources, prompt: str, drawn):
 def run_columns(resources: Resources, prompt, gen_length, block_length, seed, temperature, strategies, drawn=None):
     """Run all strategy columns on one prompt, one step per column in turn, and yield the list of
     run records after each round (at most every STREAM_INTERVAL s; the first and last always).
-    Bad input raises ValueError before anything runs."""
+    Bad input raises ValueError before anything runs; running out of memory raises `OutOfMemory`
+    (a ValueError) with a message for the visitor."""
+    import torch
+
     import unmasker
 
     dllm = resources.dllm
@@ -375,7 +378,12 @@ def run_columns(resources: Resources, prompt, gen_length, block_length, seed, te
     while runs:
         for rec, it in list(runs):
             t0 = time.perf_counter()
-            step = next(it, None)
+            try:
+                step = next(it, None)
+            except torch.OutOfMemoryError:
+                runs.clear()  # drop every run's tensors before the next visitor's run
+                _release_memory()
+                raise OutOfMemory(views.out_of_memory_message(gen_length, len(records))) from None
             rec["wall_s"] += time.perf_counter() - t0
             if step is None:
                 runs.remove((rec, it))
@@ -386,6 +394,20 @@ def run_columns(resources: Resources, prompt, gen_length, block_length, seed, te
         if last_yield is None or not runs or now - last_yield >= STREAM_INTERVAL:
             last_yield = now
             yield records
+
+
+class OutOfMemory(ValueError):
+    """A run the device had no memory for: a message for the visitor, and the server keeps serving."""
+
+
+def _release_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _finish(rec: dict, resources: Resources, problem) -> None:
@@ -530,7 +552,13 @@ def build_demo(resources: Resources, cfg: AppConfig = AppConfig()) -> gr.Blocks:
                     views.tokens_per_step_figure(records) if final else gr.skip(),
                 )
                 first = False
-                records = next(stream, None)
+                try:
+                    records = next(stream, None)
+                except OutOfMemory as err:  # mid-run: the columns shown so far stay, the message says why
+                    gr.Warning(str(err))
+                    yield ({"error": str(err)}, gr.update(value=views.error_markdown(str(err)), visible=True),
+                           *[gr.skip()] * (len(outputs) - 2))
+                    return
 
         def new_problem(task_name, count):
             t = resources.tasks[task_name]

@@ -256,6 +256,13 @@ def result_json(records: list[dict]) -> list[dict]:
     return out
 
 
+def out_of_memory_message(gen_length: int, columns: int) -> str:
+    """What a visitor reads when a run did not fit in the device's memory."""
+    fewer = f" or fewer strategy columns (this run had {columns})" if columns > 1 else ""
+    return (f"The model ran out of memory on this run (generation length {gen_length}). "
+            f"Try a shorter generation length{fewer}; the page keeps working.")
+
+
 def error_markdown(message: str | None) -> str:
     return f"⚠ **{message}**" if message else ""
 

@@ -2,7 +2,9 @@
 
 Rewards, group advantages, the clipped per-timestep surrogate and the expert-steering mixture
 likelihood are tested against hand-computed numbers. Rollouts go through the one sampling loop
-(`unmasker.iter_unmask`); this module only records what the loop yields.
+(`unmasker.iter_unmask`), lean as everywhere: the learned policy declares it reads only the
+confidence, so no margin or entropy is computed, and `config.cache` / `config.eos_early_stop`
+apply as they do for evaluation; this module only records what the loop yields.
 """
 
 from __future__ import annotations
@@ -86,14 +88,21 @@ def rollout(dllm, policy, prompts, config: SamplerConfig, seed: int, score_all_m
     learns to mimic the expert block-agnostically, paper 7)."""
     rec = {k: [] for k in ("confidence", "masked", "t", "eligible", "actions")}
     last = None
-    for step in iter_unmask(dllm, policy, prompts, config, seed):
-        scored = (step.masked & step.active[:, None]) if score_all_masked else step.eligible
-        rec["confidence"].append(step.confidence.cpu())
-        rec["masked"].append(step.masked.cpu())
-        rec["t"].append(step.t.cpu())
-        rec["eligible"].append(scored.cpu())
-        rec["actions"].append(step.committed.cpu())
-        last = step
+    try:
+        for step in iter_unmask(dllm, policy, prompts, config, seed):
+            scored = (step.masked & step.active[:, None]) if score_all_masked else step.eligible
+            rec["confidence"].append(step.confidence.cpu())
+            rec["masked"].append(step.masked.cpu())
+            rec["t"].append(step.t.cpu())
+            rec["eligible"].append(scored.cpu())
+            rec["actions"].append(step.committed.cpu())
+            last = step
+    except torch.OutOfMemoryError as err:
+        n = len(prompts[0]) if isinstance(prompts, tuple) else len(prompts)
+        raise torch.OutOfMemoryError(
+            f"out of memory in a rollout of {n} sequences x gen_length {config.gen_length}: lower "
+            "--prompts_per_step or --group_size (sequences per round = prompts_per_step x group_size), "
+            f"or --gen_length ({err})") from err
     tokens, nfe = last.tokens.cpu(), last.nfe.cpu()
     return RolloutBatch(**{k: torch.stack(v) for k, v in rec.items()}, tokens=tokens, nfe=nfe,
                         texts=dllm.decode(tokens))

@@ -17,6 +17,7 @@ import sys
 from . import DEFAULT_MODEL
 
 EXIT_USAGE = 2
+EXIT_FAILURE = 1  # the run itself failed (out of memory)
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -56,7 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="policy parameter, repeatable, e.g. --param k=2 or --param threshold=0.9")
     # The sampler flags come from SamplerConfig itself: one source for names, defaults and help.
     for f in dataclasses.fields(SamplerConfig):
-        gen.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=type(f.default), default=f.default,
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(f.default, bool):
+            gen.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=f.default,
+                             help=f"{f.metadata.get('help', f.name)} (default {f.default})")
+            continue
+        gen.add_argument(flag, dest=f.name, type=type(f.default), default=f.default,
                          help=f"{f.metadata.get('help', f.name)} (default {f.default})")
     gen.add_argument("--generation-prefix", default="",
                      help='text the response starts with, after the chat template (the paper uses "<reasoning>" for LLaDA)')
@@ -106,8 +112,7 @@ def cmd_generate(args) -> int:
     if not args.prompt.strip():
         raise CLIError("the prompt is empty")
     # Validate everything cheap before loading the model.
-    config = SamplerConfig(gen_length=args.gen_length, block_length=args.block_length,
-                           temperature=args.temperature, top_alternatives=args.top_alternatives)
+    config = SamplerConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(SamplerConfig)})
     params = parse_params(args.param)
     policy = build_policy(args.policy, **params)
     model = resolve_model(args.model)
@@ -186,8 +191,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    import torch
+
     try:
         return args.func(args)
+    except torch.OutOfMemoryError:
+        print(f"python -m unmasker {args.command}: error: out of memory at --gen-length "
+              f"{getattr(args, 'gen_length', '?')}: lower --gen-length or --top-alternatives, or pass "
+              "--cache prefix / --cache dual (LLaDA with Fast-dLLM's code), or --device cpu", file=sys.stderr)
+        return EXIT_FAILURE
     except (CLIError, ValueError, OSError) as err:
         # DLLMError and every config/policy validation error are ValueErrors with clear messages.
         message = " ".join(str(err).split())
