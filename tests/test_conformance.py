@@ -488,6 +488,110 @@ def test_factor_decoding_follows_fast_dllm_loop(llada, fast_dllm, monkeypatch):
     assert parallel_steps > 0  # some passes committed several tokens
 
 
+# -- KV caches (Fast-dLLM's prefix and dual caches, issue 24) -----------------------------------------------
+def _cached(fast_dllm, mode):
+    return fast_dllm.generate_with_prefix_cache if mode == "prefix" else fast_dllm.generate_with_dual_cache
+
+
+@pytest.mark.parametrize("mode", ["prefix", "dual"])
+@pytest.mark.parametrize("gen_length, block_length", [(32, 8), (16, 16)])
+def test_top_k_one_token_per_step_with_a_cache_equals_fast_dllm(llada, fast_dllm, mode, gen_length, block_length):
+    """cache='prefix' / 'dual' in our loop against Fast-dLLM's generate_with_prefix_cache /
+    generate_with_dual_cache, one token per step, token for token and pass for pass."""
+    from unmasker import SamplerConfig, build_policy, generate
+
+    for prompt in PROMPTS:
+        ids = _prompt_ids(llada, prompt)
+        ref, ref_nfe = _cached(fast_dllm, mode)(llada.model, ids, steps=gen_length, gen_length=gen_length,
+                                                 block_length=block_length, temperature=0.0,
+                                                 remasking="low_confidence", mask_id=LLADA_MASK)
+        fed = []
+        hook = llada.model.register_forward_pre_hook(lambda m, args, kw: fed.append(args[0].shape[1]), with_kwargs=True)
+        try:
+            ours = generate(llada, build_policy("top_k_confidence", k=1), [prompt],
+                            SamplerConfig(gen_length, block_length, cache=mode))
+        finally:
+            hook.remove()
+        assert ours.tokens[0].tolist() == ref[0, ids.shape[1]:].tolist()
+        assert int(ours.nfe[0]) == ref_nfe == gen_length
+        P = ids.shape[1]  # the block's first pass feeds the canvas, the others what the cache lacks
+        expect = [P + gen_length if i % block_length == 0 else
+                  (gen_length - (i // block_length) * block_length if mode == "prefix" else block_length)
+                  for i in range(gen_length)]
+        assert fed == expect
+
+
+@pytest.mark.parametrize("mode", ["prefix", "dual"])
+@pytest.mark.parametrize("threshold", [0.9, 0.5])
+def test_threshold_decoding_with_a_cache_equals_fast_dllm(llada, fast_dllm, mode, threshold):
+    """Fast-dLLM's cached loops with `threshold=`. Its loop checks for a finished block only after a
+    pass, so a block its first pass finishes costs it one more (empty) pass: our NFE is its NFE
+    minus those passes, never more."""
+    from unmasker import SamplerConfig, build_policy, generate
+
+    gen_length, block_length, parallel = 32, 8, 0
+    for prompt in PROMPTS:
+        ids = _prompt_ids(llada, prompt)
+        ref, ref_nfe = _cached(fast_dllm, mode)(llada.model, ids, steps=gen_length // block_length,
+                                                 gen_length=gen_length, block_length=block_length,
+                                                 mask_id=LLADA_MASK, threshold=threshold)
+        ours = generate(llada, build_policy("confidence_threshold", threshold=threshold), [prompt],
+                        SamplerConfig(gen_length, block_length, cache=mode), keep_steps=True)
+        assert ours.tokens[0].tolist() == ref[0, ids.shape[1]:].tolist()
+        one_pass_blocks = sum(1 for b in range(gen_length // block_length)
+                              if sum(int(s.active[0]) for s in ours.steps if s.block == b) == 1)
+        assert int(ours.nfe[0]) == ref_nfe - one_pass_blocks
+        parallel += gen_length - int(ours.nfe[0])
+    assert parallel > 0  # some passes committed several tokens
+
+
+@pytest.mark.parametrize("mode", ["prefix", "dual"])
+def test_a_cached_batch_whose_rows_finish_apart_equals_each_prompt_alone(llada, mode):
+    """Rows leave a block at different passes (threshold decoding): the cache drops their rows,
+    and every row still gets exactly the tokens it gets alone."""
+    from unmasker import SamplerConfig, build_policy, generate
+
+    policy, cfg = build_policy("confidence_threshold", threshold=0.5), SamplerConfig(16, 8, cache=mode)
+    batch = generate(llada, policy, PROMPTS, cfg, keep_steps=True)
+    assert any(not bool(s.active.all()) for s in batch.steps)  # the rows really did finish apart
+    for row, prompt in enumerate(PROMPTS):
+        alone = generate(llada, policy, [prompt], cfg)
+        assert batch.tokens[row].tolist() == alone.tokens[0].tolist()
+        assert int(batch.nfe[row]) == int(alone.nfe[0])
+
+
+@pytest.mark.parametrize("mode", ["prefix", "dual"])
+@pytest.mark.parametrize("name", ["learned", "eb_sampler", "margin", "random"])
+def test_every_policy_runs_with_a_cache(llada, mode, name):
+    from unmasker import SamplerConfig, build_policy, generate
+
+    traj = generate(llada, build_policy(name), PROMPTS, SamplerConfig(16, 8, cache=mode), keep_steps=True)
+    assert not (traj.tokens == LLADA_MASK).any()
+    assert all(s.confidence.shape == (2, 16) for s in traj.steps)
+
+
+def test_stock_llada_code_without_a_cache_gets_a_clear_error(llada):
+    """The hub's own LLaDA code takes no `replace_position`: the dual cache is refused up front."""
+    import dataclasses
+
+    from unmasker import DLLMError, SamplerConfig, build_policy, generate
+
+    class Stock(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask=None, past_key_values=None, use_cache=False):
+            assert past_key_values is None and not use_cache, "The kvcache is not suppotred for MDM."
+            return self.inner(input_ids, attention_mask=attention_mask)
+
+    stock = dataclasses.replace(llada, model=Stock(llada.model))
+    with pytest.raises(DLLMError, match=r"cache='dual': the forward of .* takes no replace_position"):
+        generate(stock, build_policy("top_k_confidence"), PROMPTS[:1], SamplerConfig(8, 8, cache="dual"))
+    with pytest.raises(DLLMError, match=r"cache='prefix': the code of .* refuses a KV cache"):
+        generate(stock, build_policy("top_k_confidence"), PROMPTS[:1], SamplerConfig(8, 8, cache="prefix"))
+
+
 def test_we_never_propose_the_mask_token(fast_dllm):
     """LLaDA's loop takes the argmax over the whole vocabulary, mask token included; a committed
     mask would leave the position masked while counting it done (its loop then indexes past its
