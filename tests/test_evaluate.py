@@ -145,7 +145,11 @@ def test_quick_report_with_tiny_model(tiny_model_dir, tmp_path, monkeypatch):
     for sid in ("semi_ar", "block_length", "reward", "wallclock"):
         assert (out / f"fig_{sid}.html").exists()
     points = json.load(open(out / "results.json"))["points"]
-    assert {p["policy"] for p in points} >= {"learned", "top_k_confidence", "confidence_threshold", "random"}
+    assert {p["policy"] for p in points} >= {"learned", "top_k_confidence", "confidence_threshold", "random", "oracle",
+                                             "eos_rejection", "eos_rejection_ass"}
+    assert "the oracle (the limit; not a policy" in text and "reproducing the one-token-per-step tokens" in text
+    oracle = next(r for r in first["sections"]["semi_ar"]["rows"] if r["policy"] == "oracle")
+    assert oracle["reference_accuracy"] is not None and oracle["mean_nfe"] < 48
     assert {p["task"] for p in points} == {"word_problems", "word_problems_long", "sudoku", "sorting"}
     reward = {r["line"]: r for r in first["sections"]["reward"]["rows"]}
     assert set(reward) == {"Additive reward [wp-a3]", "Multiplicative reward [wp-a1]"}
@@ -344,3 +348,19 @@ def test_eos_rejection_runs_through_the_evaluator(tiny_dllm):
         point = evaluate.evaluate_point(tiny_dllm, task, task.problems("test", 4), policy, config, seed=0)
         assert point["mean_nfe"] == nfe  # k = 2 over 16 masks; ASS: 1, 2, 4, 9
         assert "oracle_agreement" not in point
+
+
+def test_report_reads_the_oracle_as_the_limit_hand_made():
+    def row(policy, acc, nfe, **extra):
+        return {"policy": policy, "method": policy, "line": policy, "params": "", "accuracy": acc,
+                "accuracy_ci95": 0.03, "mean_nfe": nfe, **extra}
+
+    rows = [row("oracle", 0.77, 3.0, reference_accuracy=0.78, oracle_agreement=0.99),
+            row("confidence_threshold", 0.77, 4.9), row("confidence_threshold", 0.70, 3.6),
+            row("learned", 0.66, 3.1), row("learned", 0.73, 10.7)]
+    assert [r["policy"] for r in report._group(rows, "heuristics")] == ["confidence_threshold"] * 2
+    (text,) = report.read_oracle(rows, "S")
+    assert "77.0% (95% CI ±3.0) at 3.0 NFE" in text and "99.0% of problems" in text and "78.0%" in text
+    # 97% of 78% = 75.66%: the threshold point at 4.9 NFE keeps it (1.63x the oracle's NFE), no learned one does
+    assert "Cheapest heuristic point keeping 97% of it: 77.0%" in text and "1.63x the oracle's NFE" in text
+    assert "No learned point keeps 97% of it (>= 75.7%)" in text

@@ -50,6 +50,9 @@ def aggregate(pairs: Sequence[tuple[object, dict]]) -> list[dict]:
             "forward_passes": statistics.fmean(p["forward_passes"] for p in pts),
             # dLLM calls per batch: a batch runs until its slowest sample finishes each block
             "batch_passes": statistics.fmean(p["forward_passes"] / math.ceil(p["n"] / p["batch_size"]) for p in pts),
+            # the oracle's reference decode (training/oracle.py); None for every other method
+            "reference_accuracy": _mean_or_none(p.get("reference_accuracy") for p in pts),
+            "oracle_agreement": _mean_or_none(p.get("oracle_agreement") for p in pts),
         })
     return rows
 
@@ -138,9 +141,12 @@ def frontier_figure(rows: Sequence[dict], title: str, x: str = "mean_nfe", y: st
             if not mine:
                 continue
             err = [scale * r.get(f"{y}_std", 0.0) for r in mine] if f"{y}_std" in mine[0] else None
+            # the oracle is the limit, not a policy: a large black star
+            limit = mine[0].get("policy") == "oracle"
+            marker = {"color": "black", "size": 16, "symbol": "star"} if limit else {"color": colours[ln], "size": 8}
             fig.add_trace(go.Scatter(
                 x=[r[x] for r in mine], y=[scale * r[y] for r in mine], mode="markers", name=ln, legendgroup=ln,
-                marker={"color": colours[ln], "size": 8}, showlegend=ln not in shown,
+                marker=marker, showlegend=ln not in shown,
                 error_y={"type": "data", "array": err, "visible": True} if err and any(err) else None,
                 error_x={"type": "data", "array": [r["nfe_std"] for r in mine], "visible": True}
                 if x == "mean_nfe" and any(r["nfe_std"] for r in mine) else None,

@@ -151,10 +151,10 @@ def plan_section(grid: Grid, sec: Section, model: str | None = None, policies_di
 
 # -- reading sentences (templates filled with numbers) -----------------------------------------
 def _group(rows, name):
-    if name == "learned":
-        return [r for r in rows if r["policy"] == "learned"]
-    if name == "heuristics":
-        return [r for r in rows if r["policy"] != "learned"]
+    if name in ("learned", "oracle"):
+        return [r for r in rows if r["policy"] == name]
+    if name == "heuristics":  # the oracle is a reference point, never a heuristic
+        return [r for r in rows if r["policy"] not in ("learned", "oracle")]
     return [r for r in rows if r["method"] == name]
 
 
@@ -166,10 +166,40 @@ def _point(r):
     return f"{100 * r['accuracy']:.1f}% (95% CI ±{100 * r['accuracy_ci95']:.1f}) at {r['mean_nfe']:.1f} NFE ({r['line']}, {r['params'] or 'default'})"
 
 
+KEEP = 0.97  # "keeps the accuracy": at least this share of the one-token-per-step accuracy (issue 21 target)
+
+
+def read_oracle(mine: list[dict], setting: str) -> list[str]:
+    """The limit of one setting: the oracle's point, and the cheapest heuristic / learned point that
+    keeps KEEP x the one-token-per-step accuracy, in multiples of the oracle's NFE."""
+    out = []
+    for o in _group(mine, "oracle"):
+        ref = o.get("reference_accuracy")
+        text = (f"{setting}: the oracle (the limit; not a policy, it needs the one-token-per-step answer first) "
+                f"reaches {_point(o)}")
+        if ref is None:
+            out.append(text + ".")
+            continue
+        agree = o.get("oracle_agreement")
+        text += (f", reproducing the one-token-per-step tokens on {100 * agree:.1f}% of problems (that decode: "
+                 f"{100 * ref:.1f}%)." if agree is not None else ".")
+        for group, label in (("heuristics", "heuristic"), ("learned", "learned")):
+            ok = [r for r in _group(mine, group) if r["accuracy"] >= KEEP * ref]
+            if not ok:
+                text += f" No {label} point keeps {100 * KEEP:.0f}% of it (>= {100 * KEEP * ref:.1f}%)."
+                continue
+            c = min(ok, key=lambda r: r["mean_nfe"])
+            text += (f" Cheapest {label} point keeping {100 * KEEP:.0f}% of it: {_point(c)}, "
+                     f"{c['mean_nfe'] / o['mean_nfe']:.2f}x the oracle's NFE.")
+        out.append(text)
+    return out
+
+
 def read_frontier(rows, sec: Section, names: dict[str, str]) -> list[str]:
     out = []
     for setting in dict.fromkeys(r["setting"] for r in rows):
         mine = [r for r in rows if r["setting"] == setting]
+        out += read_oracle(mine, setting)
         for a, b in sec.compare:
             ra, rb = _group(mine, a), _group(mine, b)
             la, lb = names.get(a, a), names.get(b, b)
