@@ -261,3 +261,18 @@ def test_their_default_block_context_differs_in_semi_ar(paper, fp32_time_embeddi
         _TheirModel(tiny_dllm), ids, remasking="policy", policy=theirs, gen_length=16, block_length=4,
         temperature=0.0, mask_id=tiny_dllm.mask_id, sampling_mode="bernoulli-argmax", full_context=False)
     assert ref.policy_inputs[1].shape[-2] == 4  # (B, T, BL, 1): the block only
+
+
+def test_smart_init_is_theirs(paper):
+    """Our default init is their `apply_smart_init(-2)`: identity adaLN (zero modulation) and output
+    bias -2, so sigmoid(-2) ~ 0.12 per position at the start (paper 2.4); same parameter count."""
+    from unmasker.policies.learned import ConfidencePolicyNet
+
+    theirs = paper["policy"].DiTConfidencePolicy(hidden_dim=HIDDEN, feedforward_dim=FFN, num_heads=HEADS,
+                                                 num_blocks=BLOCKS, time_embed_dim=HIDDEN, smart_init=-2.0)
+    ours = ConfidencePolicyNet()
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters()) == 331_265
+    for blk_o, blk_t in zip(ours.blocks, theirs.transformer_blocks):
+        assert not blk_o.ada.weight.any() and not blk_t.ada_conditioning.weight.any()
+        assert not blk_o.ada.bias.any() and not blk_t.ada_conditioning.bias.any()
+    assert float(ours.out.bias) == float(theirs.output_proj.bias) == -2.0
