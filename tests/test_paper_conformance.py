@@ -44,6 +44,8 @@ HIDDEN, FFN, HEADS, BLOCKS = 128, 512, 2, 1
 @pytest.fixture(scope="module")
 def paper():
     """Their modules, imported from the third-party folder (on sys.path only for this module)."""
+    if "common" in sys.modules:
+        pytest.skip(f"another package named 'common' is already imported ({sys.modules['common']})")
     sys.path.insert(0, str(PAPER))
     try:
         import common.generation.generation as generation
@@ -52,7 +54,10 @@ def paper():
         import common.models.policy_layers as layers
     finally:
         sys.path.remove(str(PAPER))
-    return {"policy": policy, "layers": layers, "generation": generation, "sampling": sampling}
+    yield {"policy": policy, "layers": layers, "generation": generation, "sampling": sampling}
+    # their top-level package is called `common`: do not leave it importable by that name for other tests
+    for name in [m for m in sys.modules if m == "common" or m.startswith("common.")]:
+        del sys.modules[name]
 
 
 @pytest.fixture
