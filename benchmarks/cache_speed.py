@@ -162,7 +162,8 @@ def main(argv=None) -> int:
                           ("none", "LLaDA generate")):
             a, b = results.get(f"ours cache={ours}"), results.get(ref)
             if a and b:
-                print(f"ours cache={ours} / {ref}: {(a['seconds'] / a['nfe']) / (b['seconds'] / b['nfe']):.2f}x per pass")
+                ratio = (a["seconds"] / a["nfe"]) / (b["seconds"] / b["nfe"])
+                print(f"ours cache={ours} / {ref}: {ratio:.2f}x per pass")
     return 0
 
 

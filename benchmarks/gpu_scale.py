@@ -55,9 +55,10 @@ def build_random_llada(dims: dict, device: torch.device, dtype: torch.dtype):
         for name, p in model.named_parameters():
             if p.dim() == 1:
                 p.fill_(1.0 if name.endswith("weight") else 0.0)
-            elif name.endswith("ff_out.weight") and p.shape[0] > 100_000:  # zero head but for a few tokens: peaked, varied confidences
-                p.zero_()
-                p[active] = torch.randn((len(active), p.shape[1]), generator=g, device=device).to(dtype) * (8.0 / p.shape[1] ** 0.5)
+            elif name.endswith("ff_out.weight") and p.shape[0] > 100_000:
+                p.zero_()  # the output head is zero but for a few tokens: peaked, varied confidences
+                rows = torch.randn((len(active), p.shape[1]), generator=g, device=device)
+                p[active] = (rows * (8.0 / p.shape[1] ** 0.5)).to(dtype)
             elif p.shape[0] > 100_000:
                 p.normal_(0.0, 1.0, generator=g)
             else:
@@ -137,7 +138,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="", help="write the JSON summary here")
     args = p.parse_args(argv)
     device = torch.device(args.device)
-    dims = {"d_model": 64, "n_layers": 2, "n_heads": 2, "n_kv_heads": 2, "mlp_hidden_size": 128} if args.small else LLADA_8B
+    small = {"d_model": 64, "n_layers": 2, "n_heads": 2, "n_kv_heads": 2, "mlp_hidden_size": 128}
+    dims = small if args.small else LLADA_8B
     gen, block, prompt = (32, 8, 8) if args.small else (args.gen, args.block, args.prompt)
     ns = [2, 4] if args.small else [int(x) for x in args.sequences.split(",")]
     t0 = time.perf_counter()
