@@ -16,7 +16,8 @@ import torch
 
 # (task, policy, params, block_length or None for the task's, "full" for gen_length[, gen_length])
 ACCURACY_ROWS = [(name, "top_k_confidence", {"k": 1}, None)
-                 for name in ("word_problems", "word_problems_heldout", "word_problems_long", "sudoku", "sorting")]
+                 for name in ("everyday", "everyday_heldout", "handwritten", "facts", "arithmetic", "word_problems",
+                              "word_problems_heldout", "word_problems_long", "sudoku", "sorting")]
 COLLAPSE_L = 128  # LLaDA answers GSM8K in a 256-token canvas far longer than most answers; ours is 128
 PHENOMENA_ROWS = (
     [("word_problems", "top_k_confidence", {"k": k}, b) for k in (1, 2, 4, 8) for b in (None, "full")]
@@ -48,25 +49,29 @@ def measure_row(dllm, task_name, policy_name, params, block, gen_length=None, *,
     from unmasker import SamplerConfig, build_policy, generate
 
     from .tasks import get_task
+    from .tasks.everyday import wrong_facts
 
     task = get_task(task_name)
     L = gen_length or task.gen_length
     bl = L if block == "full" else (block or task.block_length)
     cfg = SamplerConfig(gen_length=L, block_length=bl)
     problems = task.problems("test", n)
-    correct, nfe, eos_first, length = 0.0, 0, 0, 0
+    n = len(problems)  # the hand-written set has fewer problems than --n
+    correct, nfe, eos_first, length, wrong = 0.0, 0, 0, 0, 0
     eos = torch.tensor(dllm.eos_ids)
     for i in range(0, n, batch_size):
         chunk = problems[i:i + batch_size]
         traj = generate(dllm, build_policy(policy_name, **params), [p.prompt for p in chunk], cfg, seed=i)
         correct += sum(task.reward(traj.texts, chunk))
+        wrong += sum(bool(wrong_facts(t)) for t in traj.texts)
         nfe += int(traj.nfe.sum())
         first = traj.unmask_step == traj.unmask_step.clamp(min=0).min(-1, keepdim=True).values
         is_eos = torch.isin(traj.tokens, eos)
         eos_first += int((first & is_eos).any(-1).sum())
         length += int(torch.where(is_eos.any(-1), is_eos.int().argmax(-1), L).sum())
     return {"task": task_name, "policy": policy_name, "params": params, "block_length": bl, "gen_length": L,
-            "n": n, "accuracy": correct / n, "nfe": nfe / n, "eos_first": eos_first / n, "response_tokens": length / n}
+            "n": n, "accuracy": correct / n, "nfe": nfe / n, "eos_first": eos_first / n, "response_tokens": length / n,
+            "wrong_step_share": wrong / n}
 
 
 def table(rows) -> str:
@@ -133,7 +138,9 @@ def main(argv=None):
     if not args.only_phenomena:
         rows = [measure_row(dllm, *r, n=args.n) for r in ACCURACY_ROWS]
         print("## Test accuracy, top-k confidence, one token per step, semi-AR\n" + table(rows), flush=True)
-        measured = {"accuracy": {r["task"]: round(r["accuracy"], 4) for r in rows}, "n": args.n}
+        measured = {"accuracy": {r["task"]: round(r["accuracy"], 4) for r in rows}, "n": args.n,
+                    "n_per_task": {r["task"]: r["n"] for r in rows},
+                    "wrong_step_share": {r["task"]: round(r["wrong_step_share"], 4) for r in rows}}
     if args.phenomena or args.phenomena_core:
         ph = [measure_row(dllm, *r, n=args.phenomena_n or args.n)
               for r in (PHENOMENA_ROWS if args.phenomena else PHENOMENA_CORE)]

@@ -48,6 +48,7 @@ class DLLMTrainConfig:
     eps: float = field(default=1e-3, metadata={"help": "minimum mask ratio t ~ U(eps, 1)"})
     eval_every: int = field(default=500, metadata={"help": "validation every N steps"})
     eval_problems: int = field(default=100, metadata={"help": "validation problems per task"})
+    eval_tasks: str = field(default="word_problems,sudoku", metadata={"help": "task,... validated every eval_every steps"})
     save_every: int = field(default=250, metadata={"help": "resumable checkpoint every N steps"})
     bf16: bool = field(default=False, metadata={"help": "bf16 autocast (slower than fp32 on our 2-core CPU)"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = leave default)"})
@@ -65,6 +66,10 @@ class DLLMTrainConfig:
         if not self.lr > 0:
             raise ValueError(f"lr={self.lr!r}: must be > 0")
         self.mixture_weights()
+        from .tasks import TASKS
+        for name in self.eval_tasks.split(","):
+            if name not in TASKS:
+                raise ValueError(f"eval_tasks: unknown task {name!r}; known: {sorted(TASKS)}")
 
     def mixture_weights(self) -> dict[str, float]:
         from .tasks import TASKS
@@ -75,6 +80,9 @@ class DLLMTrainConfig:
             name = name.strip()
             if name not in TASKS:
                 raise ValueError(f"mixture: unknown task {name!r}; known: {sorted(TASKS)}")
+            if getattr(TASKS[name](), "heldout", False):
+                raise ValueError(f"mixture: {name} is a test-only family (held-out or hand-written); "
+                                 "it never goes into training")
             try:
                 out[name] = float(w) if w else 1.0
             except ValueError:
@@ -194,7 +202,7 @@ def train(cfg: DLLMTrainConfig) -> dict:
         rng = random.Random(f"{cfg.seed}/{step}/{acc.process_index}")  # step-seeded: resume-exact
         name = rng.choices(list(weights), list(weights.values()))[0]
         task = tasks[name]
-        problems = [task.sample(rng, "train") for _ in range(cfg.batch_size)]
+        problems = [task.augment(task.sample(rng, "train"), rng) for _ in range(cfg.batch_size)]
         canvas = rng.choice(task.train_gen_lengths or (task.gen_length,))
         x, a, r = make_batch(tokenizer, task, problems, acc.device, canvas)
         gen = torch.Generator().manual_seed(rng.randrange(2**31))
@@ -212,7 +220,8 @@ def train(cfg: DLLMTrainConfig) -> dict:
         record = None
         if step % cfg.eval_every == 0 or step == cfg.max_steps:
             record = {"step": step, "loss": running, "wall_min": (wall0 + time.time() - start) / 60,
-                      "val": evaluate_model(acc.unwrap_model(model), tokenizer, cfg.eval_problems)}
+                      "val": evaluate_model(acc.unwrap_model(model), tokenizer, cfg.eval_problems,
+                                            tuple(cfg.eval_tasks.split(",")))}
         elif step % 50 == 0:
             record = {"step": step, "loss": running, "wall_min": (wall0 + time.time() - start) / 60}
         if record and acc.is_main_process:

@@ -1,7 +1,9 @@
 """Task families, by name. Each is a `Task` with seeded generation, a verifier and fixed splits."""
 
 from .base import SPLITS, Problem, Task, split_of
-from .puzzles import Arithmetic, Sorting, Sudoku
+from .everyday import EverydayProblems
+from .handwritten import HandWritten
+from .puzzles import Arithmetic, Facts, Sorting, Sudoku
 from .real import GSM8KFile, MATHFile
 from .word_problems import WordProblems
 
@@ -15,6 +17,12 @@ TASKS = {
     "sudoku": lambda: Sudoku(),
     "sorting": lambda: Sorting(),
     "arithmetic": lambda: Arithmetic(),
+    # v3 (embedded dLLM v3): everyday English word problems, their held-out wordings and things,
+    # the hand-written test set, and the + - x / fact drill they rest on
+    "everyday": lambda: EverydayProblems(),
+    "everyday_heldout": lambda: EverydayProblems(name="everyday_heldout", heldout=True),
+    "handwritten": lambda: HandWritten(),
+    "facts": lambda: Facts(),
 }
 
 
@@ -40,5 +48,5 @@ def get_task(name: str) -> Task:
     return FILE_TASKS[family](path) if name not in TASKS else TASKS[name]()
 
 
-__all__ = ["FILE_TASKS", "SPLITS", "TASKS", "Arithmetic", "GSM8KFile", "MATHFile", "Problem", "Task", "check_task_name", "get_task",
+__all__ = ["FILE_TASKS", "SPLITS", "TASKS", "Arithmetic", "EverydayProblems", "Facts", "HandWritten", "GSM8KFile", "MATHFile", "Problem", "Task", "check_task_name", "get_task",
            "split_of"]

@@ -48,6 +48,11 @@ class Task:
     def verify(self, text: str, problem: Problem) -> bool:
         raise NotImplementedError
 
+    def augment(self, problem: Problem, rng: random.Random) -> Problem:
+        """A training-time variant of a training problem (default: the problem itself). The dLLM
+        trainer applies it to every training problem; evaluation never does."""
+        return problem
+
     def split_key(self, problem: Problem) -> str:
         """What decides a problem's split (hashed by `split_of`)."""
         return problem.prompt

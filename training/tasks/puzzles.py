@@ -128,3 +128,44 @@ class Arithmetic(Task):
 
     def verify(self, text: str, problem: Problem) -> bool:
         return self.extract(text) == [int(c) for c in problem.answer.split()]
+
+
+class Facts(Task):
+    """The v3 fact drill: every + - x / fact the everyday word problems use (values <= 60, a number
+    added or taken away <= 12, products <= 60, halves): 'compute : 17 - 9 ; 4 x 3 ; 12 / 4' ->
+    '17 - 9 = 8 ; 4 x 3 = 12 ; 12 / 4 = 3'. 3-4 facts per sample."""
+
+    name = "facts"
+    gen_length = 40
+    block_length = 8
+
+    def draw(self, rng: random.Random) -> Problem:
+        facts = []
+        for _ in range(rng.randint(3, 4)):
+            op = rng.choices("+-x/", [3, 3, 2, 2])[0]
+            if op == "+":
+                b = rng.randint(1, 12)
+                a = rng.randint(1, 60 - b)
+                c = a + b
+                if rng.random() < 0.3:  # "9 + 31": totals of two groups put the small one first
+                    a, b = b, a
+            elif op == "-":
+                b = rng.randint(1, 12)
+                a = rng.randint(b, 60)
+                c = a - b
+            else:
+                x = 2 if rng.random() < 0.2 else rng.randint(2, 10)
+                y = rng.randint(2, 30 if x == 2 else 60 // x)
+                if rng.random() < 0.5:
+                    x, y = y, x
+                a, b, c = (x, y, x * y) if op == "x" else (x * y, x, y)
+            facts.append((a, op, b, c))
+        prompt = "compute : " + " ; ".join(f"{a} {op} {b}" for a, op, b, _ in facts)
+        solution = " ; ".join(f"{a} {op} {b} = {c}" for a, op, b, c in facts)
+        return Problem(prompt, solution, " ".join(str(c) for *_, c in facts), self.name, {"facts": facts})
+
+    def extract(self, text: str):
+        return [int(c) for c in re.findall(r"=\s*(-?\d+)", text)]
+
+    def verify(self, text: str, problem: Problem) -> bool:
+        return self.extract(text) == [int(c) for c in problem.answer.split()]
