@@ -32,7 +32,7 @@ from diffusers.utils import BaseOutput
 
 from .dllm import DLLM
 from .policies import build_policy
-from .policies.base import StepContext
+from .policies.base import NotComputed, StepContext, features_read
 from .sampler import _check_action, step_features
 
 logger = logging.getLogger(__name__)
@@ -129,11 +129,14 @@ class UnmaskPolicyScheduler(SchedulerMixin, ConfigMixin):
             self._block_masked = masked.sum(-1)
 
         temp = 0.0 if sampling_method == "greedy" else float(temperature)
-        f = step_features(model_output[:, keep], mask_token_id, temp, generator)
+        f = step_features(model_output[:, keep], mask_token_id, temp, generator, features_read(self.unmask_policy))
+        name = type(self.unmask_policy).__name__
         active = masked.any(-1) & ~self._finished
         eligible = masked & active[:, None]
         ctx = StepContext(
-            confidence=f.confidence, token_prob=f.token_prob, margin=f.margin, entropy=f.entropy,
+            confidence=f.confidence, token_prob=f.token_prob,
+            margin=f.margin if f.margin is not None else NotComputed("margin", name),
+            entropy=f.entropy if f.entropy is not None else NotComputed("entropy", name),
             masked=masked, eligible=eligible, t=self.nfe.float() / self.config.gen_length,
             block_step=self._block_step.clone(), block_masked=self._block_masked,
             block_length=int(keep.sum()), gen_length=self.config.gen_length, generator=self._generator,
