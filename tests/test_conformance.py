@@ -570,6 +570,26 @@ def test_every_policy_runs_with_a_cache(llada, mode, name):
     assert all(s.confidence.shape == (2, 16) for s in traj.steps)
 
 
+@pytest.mark.parametrize("mode", ["prefix", "dual"])
+def test_outside_what_a_cached_pass_feeds_the_policy_sees_the_blocks_first_pass(llada, mode):
+    """What the README says the learned policy sees with a cache: positions a pass does not feed
+    keep the confidences of the block's first pass (which fed the whole canvas)."""
+    from unmasker import SamplerConfig, build_policy, generate
+
+    traj = generate(llada, build_policy("top_k_confidence"), PROMPTS[:1], SamplerConfig(24, 8, cache=mode),
+                    keep_steps=True)
+    for block in range(3):
+        steps = [s for s in traj.steps if s.block == block]
+        lo, hi = 8 * block, 8 * block + 8
+        stale = torch.zeros(24, dtype=torch.bool)
+        stale[:lo] = True
+        if mode == "dual":
+            stale[hi:] = True
+        for s in steps[1:]:
+            assert torch.equal(s.confidence[0, stale], steps[0].confidence[0, stale])
+            assert not torch.equal(s.confidence[0, lo:hi], steps[0].confidence[0, lo:hi])  # the block is fresh
+
+
 def test_stock_llada_code_without_a_cache_gets_a_clear_error(llada):
     """The hub's own LLaDA code takes no `replace_position`: the dual cache is refused up front."""
     import dataclasses

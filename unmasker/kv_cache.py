@@ -62,8 +62,10 @@ class Forward:
             return self.dllm.logits(xs, att)[:, P:], 0, self.L
         if first:  # the whole canvas; keep what the later passes of this block reuse
             logits, past = self._model(xs, att)
-            end = P + lo if self.mode == "prefix" else x.shape[1]
-            self.cache = [tuple(t[:, :, :end] for t in layer) for layer in past]
+            if self.mode == "prefix":  # a copy of the prefix, so the rest of the first pass's keys are freed
+                self.cache = [tuple(t[:, :, :P + lo].clone() for t in layer) for layer in past]
+            else:
+                self.cache = [tuple(layer) for layer in past]
             self.rows = rows
             return logits[:, P:], 0, self.L
         self._keep(rows)
