@@ -131,6 +131,19 @@ def load_policies(folder: str) -> dict[str, ShippedPolicy]:
     return out
 
 
+def task_examples(task) -> list:
+    """The page's examples of one family: a test problem of each kind where the family has kinds
+    (the everyday word problems: gains, multiplication, sharing, comparisons, totals, ...)."""
+    rng = random.Random(f"app-example/{task.name}")
+    kinds = () if getattr(task, "heldout", False) else getattr(task, "EXAMPLE_KINDS", ())
+    if not kinds:
+        return [task.sample(rng, "test")]
+    by_kind = {}
+    for p in task.problems("test", 300):
+        by_kind.setdefault(p.meta["kind"], p)
+    return [by_kind[k] for k in kinds if k in by_kind]
+
+
 def load_resources(cfg: AppConfig) -> Resources:
     """Load the dLLM (raises DLLMError / ValueError with a clear message), policies and examples."""
     import unmasker
@@ -141,7 +154,7 @@ def load_resources(cfg: AppConfig) -> Resources:
         with open(os.path.join(cfg.model, "card.json")) as f:
             card = json.load(f)
     tasks = {name: get_task(name) for name in TASKS}
-    examples = [tasks[name].sample(random.Random(f"app-example/{name}"), "test") for name in tasks]
+    examples = [p for name in tasks for p in task_examples(tasks[name])]
     # One short warm-up pass so the first user click does not pay for lazy torch initialisation.
     warm = unmasker.build_policy("top_k_confidence", k=4)
     for _ in unmasker.iter_unmask(dllm, warm, [examples[0].prompt], unmasker.SamplerConfig(4, 4), 0):
@@ -300,8 +313,11 @@ def vocab_check(resources: Resources, prompt) -> tuple[list[str], str]:
     if not unknown:
         return [], ""
     words = ", ".join(f"`{w}`" for w in unknown[:20]) + (f" and {len(unknown) - 20} more" if len(unknown) > 20 else "")
-    families = "\n".join(f"- *{p.task}*: {p.prompt}" for p in resources.examples
-                         if not getattr(resources.tasks[p.task], "heldout", False))
+    first = {}
+    for p in resources.examples:
+        if not getattr(resources.tasks[p.task], "heldout", False):
+            first.setdefault(p.task, p)
+    families = "\n".join(f"- *{p.task}*: {p.prompt}" for p in first.values())
     note = (f"⚠️ **{resources.dllm.name} does not know {len(unknown)} word(s) of this prompt:** {words}. "
             f"It reads each as `{resources.dllm.tokenizer.unk_token}`, so its answer is likely meaningless. "
             f"Rephrase with words it knows; it understands prompts like these:\n{families}")

@@ -127,11 +127,11 @@ def test_default_model_resolves_against_the_repo_root(tmp_path, monkeypatch):
 
 
 def test_unknown_words_are_listed_before_running(tiny_model_dir, tiny_dllm, capsys):
-    typed = "Jorge has 5 mangoes. He buys 3 more. How many mangoes does Jorge have now?"
-    assert tiny_dllm.unknown_words(typed) == ["Jorge", "mangoes"]         # in order, once each
+    typed = "Jorge has 5 zucchinis. He buys 3 more. How many zucchinis does Jorge have now?"
+    assert tiny_dllm.unknown_words(typed) == ["Jorge", "zucchinis"]         # in order, once each
     assert tiny_dllm.unknown_words("Tom has 4 apples. He buys 3 more apples. How many apples does Tom have now?") == []
     assert exit_code(["generate", "--model", tiny_model_dir, "--gen-length", "8", "--block-length", "8",
                       "--json", typed]) == 0
     out = capsys.readouterr()
-    assert json.loads(out.out)["unknown_words"] == ["Jorge", "mangoes"]
-    assert "does not know 2 word(s) of the prompt: Jorge, mangoes" in out.err
+    assert json.loads(out.out)["unknown_words"] == ["Jorge", "zucchinis"]
+    assert "does not know 2 word(s) of the prompt: Jorge, zucchinis" in out.err

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 
 import torch
@@ -57,13 +58,14 @@ def measure_row(dllm, task_name, policy_name, params, block, gen_length=None, *,
     cfg = SamplerConfig(gen_length=L, block_length=bl)
     problems = task.problems("test", n)
     n = len(problems)  # the hand-written set has fewer problems than --n
-    correct, nfe, eos_first, length, wrong = 0.0, 0, 0, 0, 0
+    correct, nfe, eos_first, length, wrong, invented = 0.0, 0, 0, 0, 0, 0
     eos = torch.tensor(dllm.eos_ids)
     for i in range(0, n, batch_size):
         chunk = problems[i:i + batch_size]
         traj = generate(dllm, build_policy(policy_name, **params), [p.prompt for p in chunk], cfg, seed=i)
         correct += sum(task.reward(traj.texts, chunk))
         wrong += sum(bool(wrong_facts(t)) for t in traj.texts)
+        invented += sum(bool(_words(t) & NAME_WORDS - _words(p.prompt)) for t, p in zip(traj.texts, chunk))
         nfe += int(traj.nfe.sum())
         first = traj.unmask_step == traj.unmask_step.clamp(min=0).min(-1, keepdim=True).values
         is_eos = torch.isin(traj.tokens, eos)
@@ -71,7 +73,49 @@ def measure_row(dllm, task_name, policy_name, params, block, gen_length=None, *,
         length += int(torch.where(is_eos.any(-1), is_eos.int().argmax(-1), L).sum())
     return {"task": task_name, "policy": policy_name, "params": params, "block_length": bl, "gen_length": L,
             "n": n, "accuracy": correct / n, "nfe": nfe / n, "eos_first": eos_first / n, "response_tokens": length / n,
-            "wrong_step_share": wrong / n}
+            "wrong_step_share": wrong / n, "invented_name_share": invented / n}
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z]+", text.lower()))
+
+
+def _name_words() -> frozenset:
+    from .tasks import everyday_words, word_problems
+
+    return frozenset(n.lower() for n, _ in everyday_words.NAMES + word_problems.NAMES)
+
+
+NAME_WORDS = _name_words()  # a response naming someone the prompt does not: "Sara" became "ivy"
+
+
+def unknown_word_row(dllm, *, n: int, batch_size: int = 100) -> dict:
+    """Robustness to words the model does not know: everyday test problems that carry a detail
+    ("green", "at the park", "on Monday"), decoded as written and with 1-2 detail words replaced by
+    the unknown token (top-k, one token per step, semi-AR). Reports both accuracies and the share of
+    problems whose extracted answer is the same in both."""
+    import random
+
+    from unmasker import SamplerConfig, build_policy, generate
+
+    from .tasks import get_task
+
+    task = get_task("everyday")
+    problems = [p for p in task.problems("test", 3 * n) if p.meta["details"]][:n]
+    rng = random.Random("unknown-word-row")
+    variants = [task.augment(p, rng, rate=1.0, what="detail") for p in problems]
+    cfg = SamplerConfig(gen_length=task.gen_length, block_length=task.block_length)
+    same = right = right_unk = 0
+    for i in range(0, len(problems), batch_size):
+        a, b = problems[i:i + batch_size], variants[i:i + batch_size]
+        ta = generate(dllm, build_policy("top_k_confidence", k=1), [p.prompt for p in a], cfg, seed=i).texts
+        tb = generate(dllm, build_policy("top_k_confidence", k=1), [p.prompt for p in b], cfg, seed=i).texts
+        right += sum(task.reward(ta, a))
+        right_unk += sum(task.reward(tb, b))
+        same += sum(task.extract(x) == task.extract(y) for x, y in zip(ta, tb))
+    m = len(problems)
+    return {"task": "everyday", "n": m, "accuracy": right / m, "accuracy_unknown_detail": right_unk / m,
+            "same_answer": same / m}
 
 
 def table(rows) -> str:
@@ -140,7 +184,13 @@ def main(argv=None):
         print("## Test accuracy, top-k confidence, one token per step, semi-AR\n" + table(rows), flush=True)
         measured = {"accuracy": {r["task"]: round(r["accuracy"], 4) for r in rows}, "n": args.n,
                     "n_per_task": {r["task"]: r["n"] for r in rows},
-                    "wrong_step_share": {r["task"]: round(r["wrong_step_share"], 4) for r in rows}}
+                    "wrong_step_share": {r["task"]: round(r["wrong_step_share"], 4) for r in rows},
+                    "invented_name_share": {r["task"]: round(r["invented_name_share"], 4) for r in rows}}
+        unk = unknown_word_row(dllm, n=args.n)
+        print(f"\n## Unknown words in non-essential places (everyday, n = {unk['n']})\n"
+              f"accuracy as written {100 * unk['accuracy']:.1f}%, with 1-2 detail words unknown "
+              f"{100 * unk['accuracy_unknown_detail']:.1f}%, same answer {100 * unk['same_answer']:.1f}%", flush=True)
+        measured["unknown_words"] = unk
     if args.phenomena or args.phenomena_core:
         ph = [measure_row(dllm, *r, n=args.phenomena_n or args.n)
               for r in (PHENOMENA_ROWS if args.phenomena else PHENOMENA_CORE)]

@@ -267,6 +267,7 @@ class EverydayProblems(Task):
 
     gen_length = 48
     block_length = 8
+    EXAMPLE_KINDS = ("chain", "mul", "share", "cmp", "total", "more", "scene", "parts")  # the page shows one of each
 
     def __init__(self, name: str = "everyday", heldout: bool = False, train_gen_lengths: tuple = (48, 64, 96, 128)):
         self.name, self.heldout = name, heldout
@@ -577,13 +578,14 @@ class EverydayProblems(Task):
         parts.append(rng.choice(closings))
         return " ".join(parts)
 
-    def augment(self, problem: Problem, rng: random.Random, rate: float = 0.3) -> Problem:
+    def augment(self, problem: Problem, rng: random.Random, rate: float = 0.3, what: str = "") -> Problem:
         """Training-time robustness: with probability `rate`, replace 1-2 detail words, the item word
-        or the name by the unknown token (the response then avoids the replaced word)."""
+        or the name by the unknown token (the response then avoids the replaced word). `what`
+        ("detail", "item" or "name") forces one kind; by default it is drawn 5:3:2."""
         if rng.random() >= rate:
             return problem
         meta, prompt = problem.meta, problem.prompt
-        choice = rng.choices(["detail", "item", "name"], [5, 3, 2])[0]
+        choice = what or rng.choices(["detail", "item", "name"], [5, 3, 2])[0]
         name, items = True, True
         if choice == "detail" and meta["details"]:
             targets = rng.sample(sorted(set(meta["details"])), min(2, len(set(meta["details"]))))
