@@ -21,7 +21,8 @@ ACCURACY_ROWS = [(name, "top_k_confidence", {"k": 1}, None)
                               "word_problems_heldout", "word_problems_long", "sudoku", "sorting")]
 COLLAPSE_L = 128  # LLaDA answers GSM8K in a 256-token canvas far longer than most answers; ours is 128
 PHENOMENA_ROWS = (
-    [("word_problems", "top_k_confidence", {"k": k}, b) for k in (1, 2, 4, 8) for b in (None, "full")]
+    [("everyday", "top_k_confidence", {"k": k}, b) for k in (1, 2, 4) for b in (None, "full")]
+    + [("word_problems", "top_k_confidence", {"k": k}, b) for k in (1, 2, 4, 8) for b in (None, "full")]
     + [("word_problems", "confidence_threshold", {"threshold": t}, b) for t in (0.9, 0.7, 0.5) for b in (None, "full")]
     + [("sudoku", "top_k_confidence", {"k": k}, b) for k in (1, 2, 4) for b in (None, "full")]
     + [("sudoku", "confidence_threshold", {"threshold": 0.9}, b) for b in (None, "full")]
@@ -36,7 +37,8 @@ PHENOMENA_ROWS = (
 # The rows the card's targets need (k = 4 loss, the collapse at L = 128, Sudoku order), a quarter
 # of the full table's compute: `--phenomena_core`.
 PHENOMENA_CORE = (
-    [("word_problems", "top_k_confidence", {"k": k}, b) for k in (1, 4) for b in (None, "full")]
+    [("everyday", "top_k_confidence", {"k": k}, b) for k in (1, 4) for b in (None, "full")]
+    + [("word_problems", "top_k_confidence", {"k": k}, b) for k in (1, 4) for b in (None, "full")]
     + [("word_problems", "confidence_threshold", {"threshold": t}, b) for t in (0.9, 0.7) for b in (None, "full")]
     + [("sudoku", "top_k_confidence", {"k": 1}, b) for b in (None, "full")] + [("sudoku", "random", {"k": 1}, "full")]
     + [("word_problems", "top_k_confidence", {"k": 4}, b, COLLAPSE_L) for b in (None, "full")]
