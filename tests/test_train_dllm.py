@@ -19,7 +19,7 @@ def test_tiny_training_run_saves_a_loadable_model_and_resumes(tmp_path):
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
     out = str(tmp_path / "m")
-    main(_tiny_args(out, 2))
+    main(_tiny_args(out, 4) + ["--stop_at_step", "2"])  # a 4-step schedule, stopped (and saved) at step 2
     log = [json.loads(line) for line in open(os.path.join(out, "train_log.jsonl"))]
     assert log[-1]["step"] == 2 and torch.isfinite(torch.tensor(log[-1]["loss"]))
     assert set(log[-1]["val"]) == {"word_problems", "sudoku"}
@@ -39,7 +39,7 @@ def test_tiny_training_run_saves_a_loadable_model_and_resumes(tmp_path):
 
 def test_resume_refuses_another_architecture(tmp_path):
     out = str(tmp_path / "m")
-    main(_tiny_args(out, 2))
+    main(_tiny_args(out, 4) + ["--stop_at_step", "2"])  # a 4-step schedule, stopped (and saved) at step 2
     args = _tiny_args(out, 4)
     args[args.index("--hidden_size") + 1] = "48"
     with pytest.raises(ValueError, match="another architecture"):
@@ -85,6 +85,10 @@ def test_config_validation():
         DLLMTrainConfig(hidden_size=30, num_heads=4)
     with pytest.raises(ValueError, match="eps"):
         DLLMTrainConfig(eps=0.0)
+    with pytest.raises(ValueError, match="stop_at_step"):
+        DLLMTrainConfig(stop_at_step=-1)
+    with pytest.raises(ValueError, match="eval_tasks"):
+        DLLMTrainConfig(eval_tasks="everyday,nope")
 
 
 def test_warmup_cosine_hand_numbers():

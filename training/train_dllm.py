@@ -44,6 +44,8 @@ class DLLMTrainConfig:
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
     warmup_steps: int = field(default=200, metadata={"help": "linear warmup steps"})
     max_steps: int = field(default=5500, metadata={"help": "cosine schedule length (steps)"})
+    stop_at_step: int = field(default=0, metadata={"help": "stop (and save the model) at this step, before the "
+                                                          "max_steps schedule ends (0 = run to max_steps)"})
     max_minutes: float = field(default=70.0, metadata={"help": "stop after this wall time (minutes, this run)"})
     eps: float = field(default=1e-3, metadata={"help": "minimum mask ratio t ~ U(eps, 1)"})
     eval_every: int = field(default=500, metadata={"help": "validation every N steps"})
@@ -59,6 +61,8 @@ class DLLMTrainConfig:
         for k in ("hidden_size", "num_layers", "num_heads", "batch_size", "max_steps", "eval_every", "save_every"):
             if getattr(self, k) < 1:
                 raise ValueError(f"{k}={getattr(self, k)!r}: must be >= 1")
+        if self.stop_at_step < 0:
+            raise ValueError(f"stop_at_step={self.stop_at_step!r}: must be >= 0 (0 = run to max_steps)")
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size={self.hidden_size} must be divisible by num_heads={self.num_heads}")
         if not (0 < self.eps < 1):
@@ -198,7 +202,8 @@ def train(cfg: DLLMTrainConfig) -> dict:
     bar = tqdm(total=cfg.max_steps, initial=step, disable=not acc.is_main_process, desc="dLLM")
     model.train()
     running = None
-    while step < cfg.max_steps and (time.time() - start) / 60 < cfg.max_minutes:
+    last = min(cfg.stop_at_step or cfg.max_steps, cfg.max_steps)
+    while step < last and (time.time() - start) / 60 < cfg.max_minutes:
         rng = random.Random(f"{cfg.seed}/{step}/{acc.process_index}")  # step-seeded: resume-exact
         name = rng.choices(list(weights), list(weights.values()))[0]
         task = tasks[name]
@@ -218,7 +223,7 @@ def train(cfg: DLLMTrainConfig) -> dict:
         bar.update(1)
         bar.set_postfix(loss=f"{running:.3f}", task=name)
         record = None
-        if step % cfg.eval_every == 0 or step == cfg.max_steps:
+        if step % cfg.eval_every == 0 or step == last:
             record = {"step": step, "loss": running, "wall_min": (wall0 + time.time() - start) / 60,
                       "val": evaluate_model(acc.unwrap_model(model), tokenizer, cfg.eval_problems,
                                             tuple(cfg.eval_tasks.split(",")))}
