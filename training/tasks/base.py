@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 from dataclasses import dataclass, field
 
 SPLITS = ("train", "validation", "test")
+_NUM = re.compile(r"-?\d+")
 
 
 @dataclass(frozen=True)
@@ -86,3 +88,15 @@ class Task:
 
     def reward(self, texts: list[str], problems: list[Problem]) -> list[float]:
         return [1.0 if self.verify(t, p) else 0.0 for t, p in zip(texts, problems)]
+
+
+class LastNumberAnswer:
+    """Mixin for GSM8K-style families: the answer is the last number of the response."""
+
+    def extract(self, text: str):
+        nums = _NUM.findall(text)
+        return nums[-1] if nums else None
+
+    def verify(self, text: str, problem: Problem) -> bool:
+        got = self.extract(text)
+        return got is not None and int(got) == int(problem.answer)

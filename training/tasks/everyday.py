@@ -24,14 +24,13 @@ import random
 import re
 
 from . import everyday_words as W
-from .base import Problem, Task
+from .base import LastNumberAnswer, Problem, Task
 
 MAX_VALUE = 60
 MAX_STEP = 12  # largest number added or taken away in one step
 UNK = "[UNK]"
 NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
                 "eleven", "twelve"]
-_NUM = re.compile(r"-?\d+")
 _FACT = re.compile(r"(-?\d+) ([-+x/]) (-?\d+) = (-?\d+)")
 
 
@@ -262,7 +261,7 @@ class _Builder:
         return c
 
 
-class EverydayProblems(Task):
+class EverydayProblems(LastNumberAnswer, Task):
     """name: 'everyday' (1-3 steps) or 'everyday_heldout' (held-out wordings and things; test split)."""
 
     gen_length = 48
@@ -628,11 +627,3 @@ class EverydayProblems(Task):
 
     def heldout_wordings(self) -> set[str]:
         return {w for wordings in T.values() for w in wordings[-HELD:]}
-
-    def extract(self, text: str):
-        nums = _NUM.findall(text)
-        return nums[-1] if nums else None
-
-    def verify(self, text: str, problem: Problem) -> bool:
-        got = self.extract(text)
-        return got is not None and int(got) == int(problem.answer)

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 
-from .base import Problem, Task
+from .base import LastNumberAnswer, Problem, Task
 
 PATH = os.path.join(os.path.dirname(__file__), "data", "handwritten.jsonl")
-_NUM = re.compile(r"-?\d+")
 
 
-class HandWritten(Task):
+class HandWritten(LastNumberAnswer, Task):
     name = "handwritten"
     gen_length = 48
     block_length = 8
@@ -40,11 +38,3 @@ class HandWritten(Task):
         if split != "test":
             raise ValueError(f"{self.name} has only a test split (hand-written problems), not {split!r}")
         return self._problems[:n]
-
-    def extract(self, text: str):
-        nums = _NUM.findall(text)
-        return nums[-1] if nums else None
-
-    def verify(self, text: str, problem: Problem) -> bool:
-        got = self.extract(text)
-        return got is not None and int(got) == int(problem.answer)

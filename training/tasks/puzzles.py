@@ -130,7 +130,7 @@ class Arithmetic(Task):
         return self.extract(text) == [int(c) for c in problem.answer.split()]
 
 
-class Facts(Task):
+class Facts(Arithmetic):
     """The v3 fact drill: every + - x / fact the everyday word problems use (values <= 60, a number
     added or taken away <= 12, products <= 60, halves): 'compute : 17 - 9 ; 4 x 3 ; 12 / 4' ->
     '17 - 9 = 8 ; 4 x 3 = 12 ; 12 / 4 = 3'. 3-4 facts per sample."""
@@ -163,9 +163,3 @@ class Facts(Task):
         prompt = "compute : " + " ; ".join(f"{a} {op} {b}" for a, op, b, _ in facts)
         solution = " ; ".join(f"{a} {op} {b} = {c}" for a, op, b, c in facts)
         return Problem(prompt, solution, " ".join(str(c) for *_, c in facts), self.name, {"facts": facts})
-
-    def extract(self, text: str):
-        return [int(c) for c in re.findall(r"=\s*(-?\d+)", text)]
-
-    def verify(self, text: str, problem: Problem) -> bool:
-        return self.extract(text) == [int(c) for c in problem.answer.split()]

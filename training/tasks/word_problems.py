@@ -21,7 +21,7 @@ from __future__ import annotations
 import random
 import re
 
-from .base import Problem, Task
+from .base import LastNumberAnswer, Problem, Task
 
 NAMES = [("Mia", "she"), ("Tom", "he"), ("Ana", "she"), ("Ben", "he"), ("Lily", "she"), ("Sam", "he"),
          ("Zoe", "she"), ("Max", "he"), ("Eva", "she"), ("Leo", "he"), ("Ivy", "she"), ("Jack", "he"),
@@ -67,7 +67,6 @@ QUESTION = ["How many {items} does {N} have now?", "How many {items} does {p} ha
             "How many {items} are there now?", "Now how many {items} does {N} have?"]
 HELD_OUT = {"start": 2, "gain": 2, "loss": 2, "question": 2}  # the last k wordings of each list
 LEADS = ["Then", "Later", "Next", "After that,"]
-_NUM = re.compile(r"-?\d+")
 
 
 def _split_wordings(wordings: list[str], kind: str, heldout: bool) -> list[str]:
@@ -75,7 +74,7 @@ def _split_wordings(wordings: list[str], kind: str, heldout: bool) -> list[str]:
     return wordings[-k:] if heldout else wordings[:-k]
 
 
-class WordProblems(Task):
+class WordProblems(LastNumberAnswer, Task):
     """name: 'word_problems' (1-3 steps), 'word_problems_long' (4-6 steps) or 'word_problems_heldout'
     (1-3 steps, every problem uses at least one held-out wording; test split only)."""
 
@@ -177,11 +176,3 @@ class WordProblems(Task):
         for lead in LEADS:
             out.update(lead.lower().split())
         return out
-
-    def extract(self, text: str):
-        nums = _NUM.findall(text)
-        return nums[-1] if nums else None
-
-    def verify(self, text: str, problem: Problem) -> bool:
-        got = self.extract(text)
-        return got is not None and int(got) == int(problem.answer)
