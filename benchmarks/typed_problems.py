@@ -66,6 +66,8 @@ def main(argv=None) -> int:
             page.goto(url)
             page.wait_for_selector("#run", timeout=60000)
             for kind, prompt, answer in PROBLEMS:
+                page.goto(url)  # a fresh page per problem: no column state left from the last run
+                page.wait_for_selector("#run", timeout=60000)
                 page.fill("#prompt textarea", prompt)
                 page.click("#run")
                 page.wait_for_function("document.querySelector('#canvas-2 .um-canvas[data-state=done]') !== null",
