@@ -119,9 +119,13 @@ class Arithmetic(Task):
             plus = a <= 58 and rng.random() < 0.5 or a < 2
             b = rng.randint(1, min(9, 60 - a)) if plus else rng.randint(1, min(9, a - 1))
             facts.append((a, "+" if plus else "-", b, a + b if plus else a - b))
+        return self._problem(facts, {})
+
+    def _problem(self, facts: list[tuple], meta: dict) -> Problem:
+        """'compute : a op b ; ...' -> 'a op b = c ; ...' for facts (a, op, b, c)."""
         prompt = "compute : " + " ; ".join(f"{a} {op} {b}" for a, op, b, _ in facts)
         solution = " ; ".join(f"{a} {op} {b} = {c}" for a, op, b, c in facts)
-        return Problem(prompt, solution, " ".join(str(c) for *_, c in facts), self.name, {})
+        return Problem(prompt, solution, " ".join(str(c) for *_, c in facts), self.name, meta)
 
     def extract(self, text: str):
         return [int(c) for c in re.findall(r"=\s*(-?\d+)", text)]
@@ -160,6 +164,4 @@ class Facts(Arithmetic):
                     x, y = y, x
                 a, b, c = (x, y, x * y) if op == "x" else (x * y, x, y)
             facts.append((a, op, b, c))
-        prompt = "compute : " + " ; ".join(f"{a} {op} {b}" for a, op, b, _ in facts)
-        solution = " ; ".join(f"{a} {op} {b} = {c}" for a, op, b, c in facts)
-        return Problem(prompt, solution, " ".join(str(c) for *_, c in facts), self.name, {"facts": facts})
+        return self._problem(facts, {"facts": facts})
