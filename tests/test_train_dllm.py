@@ -162,10 +162,36 @@ def test_dllm_card_only_phenomena_keeps_the_stored_accuracy(tiny_model_dir, tmp_
         json.dump({"name": "m", "measured": stored}, f)
     monkeypatch.setattr(dllm_card, "PHENOMENA_CORE", [("word_problems", "top_k_confidence", {"k": 16}, "full", 16)])
     assert dllm_card.main(["--model", folder, "--only_phenomena", "--phenomena_core", "--phenomena_n", "2",
-                           "--write"]) == 0
+                           "--write", "--cache_dir", ""]) == 0
     with open(os.path.join(folder, "card.json")) as f:
         measured = json.load(f)["measured"]
     assert measured["accuracy"] == stored["accuracy"] and measured["n"] == 1000   # not re-measured, not lost
     assert [(r["gen_length"], r["n"]) for r in measured["phenomena"]] == [(16, 2)]
     with pytest.raises(SystemExit):   # --check needs the accuracy rows
         dllm_card.main(["--model", folder, "--only_phenomena", "--check"])
+
+
+def test_dllm_card_resumes_row_by_row_and_check_measures_afresh(tiny_model_dir, tmp_path, monkeypatch):
+    from training import dllm_card
+
+    calls = []
+    real = dllm_card.measure_row
+
+    def counting(dllm, *spec, **kw):
+        calls.append(spec[0])
+        return real(dllm, *spec, **kw)
+
+    monkeypatch.setattr(dllm_card, "measure_row", counting)
+    monkeypatch.setattr(dllm_card, "ACCURACY_ROWS", [("word_problems", "top_k_confidence", {"k": 16}, "full", 16),
+                                                     ("sorting", "top_k_confidence", {"k": 16}, "full", 16)])
+    monkeypatch.setattr(dllm_card, "unknown_word_row", lambda dllm, n: {"n": n, "accuracy": 0.0,
+                                                                        "accuracy_unknown_detail": 0.0, "same_answer": 1.0})
+    cache = str(tmp_path / "cache")
+    args = ["--model", tiny_model_dir, "--n", "2", "--cache_dir", cache]
+    assert dllm_card.main(args) == 0 and calls == ["word_problems", "sorting"]
+    (line,) = open(os.path.join(cache, os.listdir(cache)[0])).readlines()[:1]
+    assert json.loads(line)["row"]["task"] == "word_problems" and json.loads(line)["row"]["n"] == 2
+    assert dllm_card.main(args) == 0 and len(calls) == 2           # both rows come from the cache
+    assert dllm_card.main(args[:-2] + ["--cache_dir", cache, "--n", "3"]) == 0 and len(calls) == 4  # new n: measured
+    dllm_card.main(args + ["--check"])
+    assert len(calls) == 6                                          # --check never trusts the cache

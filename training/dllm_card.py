@@ -46,9 +46,14 @@ PHENOMENA_CORE = (
 )
 
 
-def measure_row(dllm, task_name, policy_name, params, block, gen_length=None, *, n, batch_size=100) -> dict:
+def measure_row(dllm, task_name, policy_name, params, block, gen_length=None, *, n, batch_size=100,
+                eos_early_stop=False) -> dict:
     """Accuracy, mean NFE, the share of samples whose first commit is EOS padding, and the mean
-    response length in tokens (up to the first EOS): committing the padding first shortens answers."""
+    response length in tokens (up to the first EOS): committing the padding first shortens answers.
+
+    `eos_early_stop` stops a row once it has committed EOS with everything before it committed: the
+    answer text (cut at the first EOS) is then final, so accuracy and the worked-step counts are those
+    of the full decode at about half the passes; NFE is the early-stopped one."""
     from unmasker import SamplerConfig, build_policy, generate
 
     from .tasks import get_task
@@ -57,7 +62,7 @@ def measure_row(dllm, task_name, policy_name, params, block, gen_length=None, *,
     task = get_task(task_name)
     L = gen_length or task.gen_length
     bl = L if block == "full" else (block or task.block_length)
-    cfg = SamplerConfig(gen_length=L, block_length=bl)
+    cfg = SamplerConfig(gen_length=L, block_length=bl, eos_early_stop=eos_early_stop)
     problems = task.problems("test", n)
     n = len(problems)  # the hand-written set has fewer problems than --n
     correct, nfe, eos_first, length, wrong, invented = 0.0, 0, 0, 0, 0, 0
@@ -76,6 +81,37 @@ def measure_row(dllm, task_name, policy_name, params, block, gen_length=None, *,
     return {"task": task_name, "policy": policy_name, "params": params, "block_length": bl, "gen_length": L,
             "n": n, "accuracy": correct / n, "nfe": nfe / n, "eos_first": eos_first / n, "response_tokens": length / n,
             "wrong_step_share": wrong / n, "invented_name_share": invented / n}
+
+
+class RowCache:
+    """Rows already measured for these exact weights, one JSON line each under `folder` (a card
+    run at n = 1000 takes an hour on 2 cores: an interrupted one resumes row by row)."""
+
+    def __init__(self, folder: str, model_dir: str):
+        import hashlib
+
+        self.path = None
+        weights = os.path.join(model_dir, "model.safetensors")
+        if folder and os.path.exists(weights):
+            with open(weights, "rb") as f:
+                digest = hashlib.sha256(f.read()).hexdigest()[:12]
+            self.path = os.path.join(folder, f"{os.path.basename(os.path.normpath(model_dir))}-{digest}.jsonl")
+        self.rows = {}
+        if self.path and os.path.exists(self.path):
+            for line in open(self.path):
+                if line.strip():
+                    d = json.loads(line)
+                    self.rows[d["key"]] = d["row"]
+
+    def get(self, key: list, measure) -> dict:
+        k = json.dumps(key, sort_keys=True)
+        if k not in self.rows:
+            self.rows[k] = measure()
+            if self.path:
+                os.makedirs(os.path.dirname(self.path), exist_ok=True)
+                with open(self.path, "a") as f:
+                    f.write(json.dumps({"key": k, "row": self.rows[k]}) + "\n")
+        return self.rows[k]
 
 
 def _words(text: str) -> set[str]:
@@ -106,7 +142,7 @@ def unknown_word_row(dllm, *, n: int, batch_size: int = 100) -> dict:
     problems = [p for p in task.problems("test", 3 * n) if p.meta["details"]][:n]
     rng = random.Random("unknown-word-row")
     variants = [task.augment(p, rng, rate=1.0, what="detail") for p in problems]
-    cfg = SamplerConfig(gen_length=task.gen_length, block_length=task.block_length)
+    cfg = SamplerConfig(gen_length=task.gen_length, block_length=task.block_length, eos_early_stop=True)
     same = right = right_unk = 0
     for i in range(0, len(problems), batch_size):
         a, b = problems[i:i + batch_size], variants[i:i + batch_size]
@@ -170,6 +206,8 @@ def main(argv=None):
     ap.add_argument("--check", action="store_true", help="compare with card.json; exit 1 if off by > tolerance")
     ap.add_argument("--tolerance", type=float, default=0.03, help="allowed accuracy difference for --check")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    ap.add_argument("--cache_dir", default="runs/dllm_card",
+                    help="rows measured for the same weights are kept here and reused ('' = off; --check never reuses)")
     args = ap.parse_args(argv)
     if args.check and args.only_phenomena:
         ap.error("--check compares the accuracy rows; it cannot be combined with --only_phenomena")
@@ -181,21 +219,30 @@ def main(argv=None):
     card_path = os.path.join(args.model, "card.json")
     card = json.load(open(card_path)) if os.path.exists(card_path) else {}
     measured = {}
+    cache = RowCache("" if args.check else args.cache_dir, args.model)
+
+    def row(spec, n, **kw):
+        r = cache.get([list(spec), n, kw], lambda: measure_row(dllm, *spec, n=n, **kw))
+        print(f"  {r['task']} {r['policy']} {r['params']} {r['block_length']}/{r['gen_length']}: "
+              f"{100 * r['accuracy']:.1f}% (n = {r['n']}, {r['nfe']:.1f} NFE)", flush=True)
+        return r
+
     if not args.only_phenomena:
-        rows = [measure_row(dllm, *r, n=args.n) for r in ACCURACY_ROWS]
+        rows = [row(r, args.n, eos_early_stop=True) for r in ACCURACY_ROWS]
         print("## Test accuracy, top-k confidence, one token per step, semi-AR\n" + table(rows), flush=True)
         measured = {"accuracy": {r["task"]: round(r["accuracy"], 4) for r in rows}, "n": args.n,
                     "n_per_task": {r["task"]: r["n"] for r in rows},
                     "wrong_step_share": {r["task"]: round(r["wrong_step_share"], 4) for r in rows},
                     "invented_name_share": {r["task"]: round(r["invented_name_share"], 4) for r in rows}}
-        unk = unknown_word_row(dllm, n=args.n)
+        unk = cache.get(["unknown_words", args.n], lambda: unknown_word_row(dllm, n=args.n))
         print(f"\n## Unknown words in non-essential places (everyday, n = {unk['n']})\n"
               f"accuracy as written {100 * unk['accuracy']:.1f}%, with 1-2 detail words unknown "
               f"{100 * unk['accuracy_unknown_detail']:.1f}%, same answer {100 * unk['same_answer']:.1f}%", flush=True)
         measured["unknown_words"] = unk
+        measured["accuracy_decoding"] = ("top-k confidence, one token per step, semi-AR, each row stopped once it has "
+                                         "committed EOS with everything before it (its answer text is then final)")
     if args.phenomena or args.phenomena_core:
-        ph = [measure_row(dllm, *r, n=args.phenomena_n or args.n)
-              for r in (PHENOMENA_ROWS if args.phenomena else PHENOMENA_CORE)]
+        ph = [row(r, args.phenomena_n or args.n) for r in (PHENOMENA_ROWS if args.phenomena else PHENOMENA_CORE)]
         print("\n## Phenomena (test split)\n" + table(ph))
         summary = failure_summary(ph)
         print("\n## Where full diffusion fails (>= 10 points below semi-AR at the same canvas)\n"
