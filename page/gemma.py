@@ -1,10 +1,10 @@
-"""The demo's DiffusionGemma page: watch each denoising step of the model's own `generate` under up
-to four acceptance rules side by side (`python app.py --model <DiffusionGemma folder>`).
+"""The DiffusionGemma page: watch each denoising step of the model's own `generate` under up to four
+acceptance rules side by side (`python app.py --model <DiffusionGemma folder>`).
 
 Owns: turning `unmasker.gemma.GemmaRun`s into JSON-serialisable run records, pure views of those
 records (chips, info, one figure), and the page. Sampling is `GemmaDLLM.generate` (the model's
-loop with a recording sampler); nothing here samples. `app.py` sends DiffusionGemma models here
-and keeps the masked-dLLM page. Nothing is loaded at import time.
+loop with a recording sampler); nothing here samples. `app.py` loads the model and sends
+DiffusionGemma models here; masked dLLMs get `page.compare`. It loads nothing.
 """
 
 from __future__ import annotations
@@ -12,14 +12,12 @@ from __future__ import annotations
 import html
 import json
 import math
-import random
-import sys
 from dataclasses import dataclass
 
 import gradio as gr
 import plotly.graph_objects as go
 
-import app_views as views
+from . import views
 
 MAX_COLUMNS = 4
 MAX_NEW_TOKENS = 1024
@@ -50,30 +48,6 @@ LEGEND_HTML = (
 class GemmaResources:
     gemma: object  # unmasker.gemma.GemmaDLLM
     examples: list[str]
-
-
-def is_gemma_model(model: str) -> bool:
-    """Whether `model` (folder or hub id) is a DiffusionGemma, from its config.json alone."""
-    from unmasker.dllm import DLLMError, _raw_config
-    from unmasker.gemma import is_diffusion_gemma
-
-    try:
-        return is_diffusion_gemma(_raw_config(model))
-    except DLLMError:
-        return False
-
-
-def load_resources(model: str, device: str | None = None) -> GemmaResources:
-    import unmasker
-    from training.tasks import TASKS, get_task
-
-    gemma = unmasker.load_dllm(model, device=device)
-    # One short warm-up run so the first click does not pay for lazy torch initialisation.
-    from unmasker.gemma import EntropyBound, GemmaSampling
-
-    gemma.generate(["warm up"], EntropyBound(), GemmaSampling(max_new_tokens=1, max_denoising_steps=1))
-    examples = [get_task(name).sample(random.Random(f"app-example/{name}"), "test").prompt for name in TASKS]
-    return GemmaResources(gemma, examples)
 
 
 # -- records ---------------------------------------------------------------------------------------
@@ -368,22 +342,3 @@ def build_demo(resources: GemmaResources) -> gr.Blocks:
                          [runs, slider], canvas, queue=False, api_visibility="private",
                          trigger_mode="always_last", show_progress="hidden")
     return demo
-
-
-def main(cfg) -> int:
-    """`app.py`'s entry for a DiffusionGemma model (cfg: app.AppConfig)."""
-    from unmasker import DLLMError
-
-    print(f"loading DiffusionGemma from {cfg.model} ...", flush=True)
-    try:
-        resources = load_resources(cfg.model, cfg.device)
-    except (DLLMError, ValueError, OSError) as err:
-        print(f"error: cannot load the dLLM: {err}", file=sys.stderr)
-        return 2
-    print(f"loaded {resources.gemma.name}; acceptance rules: {list(RULE_LABELS)}", flush=True)
-    demo = build_demo(resources)
-    demo.queue(default_concurrency_limit=1).launch(
-        server_name=cfg.host, server_port=cfg.port, share=cfg.share,
-        theme=gr.themes.Soft(primary_hue="violet", neutral_hue="slate"), css=views.PAGE_CSS,
-    )
-    return 0

@@ -302,7 +302,7 @@ def test_new_random_problem_is_from_the_test_split_and_graded(app_url):
 
 
 def test_canvas_view_follows_the_decode_order():
-    import app_views as views
+    from page import views
 
     rec = views.new_record("random", "Random", {}, 4, 4, 0, mask_id=2)
     rec.update(tokens=["a", "b", "[EOS]", "c"], kinds=["tok", "tok", "eos", "tok"], order=[1, 0, 1, 2],
@@ -318,11 +318,11 @@ def test_canvas_view_follows_the_decode_order():
 def test_default_learned_column_prefers_a_policy_trained_on_the_loaded_model():
     from types import SimpleNamespace
 
-    import app
+    from page import compare
 
     def pol(name, model, task="word_problems", block=8, alpha=1.0):
         card = {"model": model, "task": task, "block_length": block, "reward": "multiplicative", "alpha": alpha}
-        return name, app.ShippedPolicy(name=name, path=name, card=card, net=object())
+        return name, compare.ShippedPolicy(name=name, path=name, card=card, net=object())
 
     policies = dict([pol("a1", "checkpoints/tiny-dllm"), pol("b1", "checkpoints/tiny-dllm-b/"),
                      pol("b-sudoku", "checkpoints/tiny-dllm-b", task="sudoku", block=4),
@@ -330,14 +330,14 @@ def test_default_learned_column_prefers_a_policy_trained_on_the_loaded_model():
     tasks = {"word_problems": SimpleNamespace(block_length=8), "sudoku": SimpleNamespace(block_length=4)}
 
     def res(model_name):
-        return app.Resources(dllm=None, policies=policies, policies_dir="", tasks=tasks, examples=[],
+        return compare.Resources(dllm=None, policies=policies, policies_dir="", tasks=tasks, examples=[],
                              model_card={"name": model_name} if model_name else {})
 
-    assert app.pick_checkpoint(res("tiny-dllm"), "word_problems") == "a1"
-    assert app.pick_checkpoint(res("tiny-dllm-b"), "word_problems") == "b1"
-    assert app.pick_checkpoint(res("tiny-dllm-b"), "sudoku") == "b-sudoku"
-    assert app.pick_checkpoint(res(None), "sudoku") == "b-sudoku"     # unknown model: task first
-    assert app.pick_checkpoint(res("tiny-dllm"), "sorting") == "a1"   # no policy for it: the model's alpha-1 one
+    assert compare.pick_checkpoint(res("tiny-dllm"), "word_problems") == "a1"
+    assert compare.pick_checkpoint(res("tiny-dllm-b"), "word_problems") == "b1"
+    assert compare.pick_checkpoint(res("tiny-dllm-b"), "sudoku") == "b-sudoku"
+    assert compare.pick_checkpoint(res(None), "sudoku") == "b-sudoku"     # unknown model: task first
+    assert compare.pick_checkpoint(res("tiny-dllm"), "sorting") == "a1"   # no policy for it: the model's alpha-1 one
 
 
 def test_app_exits_with_a_clear_message_when_the_model_cannot_load(tmp_path, capsys):

@@ -104,19 +104,19 @@ def test_adaptive_stop_and_bad_input(gemma_url):
 
 
 def test_views_of_a_record(gemma_dir):
-    import app_gemma
+    from page import gemma as gemma_page
     from unmasker import load_dllm
     from unmasker.gemma import GemmaSampling, TopKAcceptance
 
     g = load_dllm(gemma_dir, device="cpu")
     run = g.generate([PROMPT], TopKAcceptance(k=3), GemmaSampling(max_new_tokens=2 * C, max_denoising_steps=3))
-    rec = app_gemma.run_record(run, "top_k", "Top-k", {"k": 3}, g.token_strings, g.eos_ids, g.pad_id)
-    first = app_gemma.canvas_html(rec, 0)
+    rec = gemma_page.run_record(run, "top_k", "Top-k", {"k": 3}, g.token_strings, g.eos_ids, g.pad_id)
+    first = gemma_page.canvas_html(rec, 0)
     assert first.count("um-acc") == 3 and first.count("um-ren") == C - 3 and 'data-step="0"' in first
-    last = app_gemma.canvas_html(rec)  # second canvas: the first one's output shown before it
+    last = gemma_page.canvas_html(rec)  # second canvas: the first one's output shown before it
     assert last.count("um-prev") == C and 'data-step="5"' in last
-    assert "decoder passes **6**" in app_gemma.info_markdown(rec)
-    assert "argmax" not in app_gemma.result_json([rec])[0]["steps"][0]
+    assert "decoder passes **6**" in gemma_page.info_markdown(rec)
+    assert "argmax" not in gemma_page.result_json([rec])[0]["steps"][0]
 
 
 def test_browser_shows_the_gemma_columns(gemma_url, capsys):

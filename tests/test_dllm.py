@@ -131,14 +131,14 @@ def test_left_padding_is_invisible(tiny_dllm):
 
 
 def test_backend_detected_from_plain_config_without_running_code(tmp_path):
-    from unmasker.dllm import DLLMError, _raw_config, detect_backend
+    from unmasker.loading import DLLMError, detect_backend, raw_config
 
     assert detect_backend({"model_type": "llada"}) == "llada"
     assert detect_backend({"model_type": "Dream"}) == "dream"
     assert detect_backend({"model_type": "bert"}) == "masked_lm"
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(DLLMError, match="unreadable config.json"):
-        _raw_config(str(tmp_path))
+        raw_config(str(tmp_path))
 
 
 # -- generation prefix (the paper opens LLaDA's answers with "<reasoning>") ------------------------------

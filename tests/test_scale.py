@@ -95,7 +95,7 @@ def test_a_model_without_cache_support_gets_an_error_naming_it(tiny_dllm, mode):
 
 # -- out of memory is a message ---------------------------------------------------------------------------
 def test_the_page_turns_out_of_memory_into_a_message_and_keeps_serving(tiny_dllm, monkeypatch):
-    import app
+    from page import compare
 
     boom = {"on": False}
     real = type(tiny_dllm).logits
@@ -106,24 +106,24 @@ def test_the_page_turns_out_of_memory_into_a_message_and_keeps_serving(tiny_dllm
         return real(self, ids, att)
 
     monkeypatch.setattr(type(tiny_dllm), "logits", logits)
-    res = app.Resources(dllm=tiny_dllm, policies={}, policies_dir="", tasks={}, examples=[], model_card={})
+    res = compare.Resources(dllm=tiny_dllm, policies={}, policies_dir="", tasks={}, examples=[], model_card={})
     spec = [{"policy": "top_k_confidence", "params": {"k": 1}}, {"policy": "confidence_threshold", "params": {}}]
     boom["on"] = True
-    with pytest.raises(app.OutOfMemory, match=r"ran out of memory.*generation length 16.*shorter generation length "
+    with pytest.raises(compare.OutOfMemory, match=r"ran out of memory.*generation length 16.*shorter generation length "
                                               r"or fewer strategy columns \(this run had 2\)"):
-        list(app.run_columns(res, "sort : 3 1", 16, 8, 0, 0.0, spec))
+        list(compare.run_columns(res, "sort : 3 1", 16, 8, 0, 0.0, spec))
     boom["on"] = False  # the next visitor's run works
-    records = list(app.run_columns(res, "sort : 3 1", 16, 8, 0, 0.0, spec))[-1]
+    records = list(compare.run_columns(res, "sort : 3 1", 16, 8, 0, 0.0, spec))[-1]
     assert all(r["done"] for r in records)
 
 
 def test_the_cli_names_the_setting_to_lower(tiny_model_dir, tiny_dllm, monkeypatch, capsys):
-    import unmasker.dllm
+    import unmasker.loading
     from unmasker import cli
 
     standin = dataclasses.replace(tiny_dllm, model=copy.deepcopy(tiny_dllm.model))
     standin.model.forward = lambda **kw: (_ for _ in ()).throw(torch.OutOfMemoryError("CUDA out of memory"))
-    monkeypatch.setattr(unmasker.dllm, "load_dllm", lambda *a, **k: standin)
+    monkeypatch.setattr(unmasker.loading, "load_dllm", lambda *a, **k: standin)
     code = cli.main(["generate", "--model", tiny_model_dir, "--gen-length", "16", "--block-length", "4", "sort : 3 1"])
     err = capsys.readouterr().err
     assert code == cli.EXIT_FAILURE

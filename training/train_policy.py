@@ -129,7 +129,7 @@ def train(cfg: PolicyTrainConfig) -> dict:
     from accelerate import Accelerator
     from tqdm import tqdm
 
-    from unmasker.dllm import load_dllm
+    from unmasker.loading import load_dllm
     from unmasker.policies import ConfidenceThreshold, LearnedPolicy
     from unmasker.policies.learned import ConfidencePolicyNet, load_policy_net
 

@@ -8,7 +8,7 @@ import importlib
 _EXPORTS = {
     "DLLM": "unmasker.dllm",
     "DLLMError": "unmasker.dllm",
-    "load_dllm": "unmasker.dllm",
+    "load_dllm": "unmasker.loading",
     "SamplerConfig": "unmasker.sampler",
     "iter_unmask": "unmasker.sampler",
     "generate": "unmasker.sampler",

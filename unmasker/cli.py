@@ -105,7 +105,7 @@ def _looks_like_folder(path: str) -> bool:
 
 
 def cmd_generate(args) -> int:
-    from .dllm import load_dllm
+    from .loading import load_dllm
     from .policies import build_policy, parse_params, policy_params
     from .sampler import SamplerConfig, generate
 

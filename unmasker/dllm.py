@@ -181,46 +181,17 @@ def left_pad(rows: Sequence[Sequence[int]], pad_id: int):
     return ids, att
 
 
-def _raw_config(name_or_path: str) -> dict:
-    """config.json as plain JSON (no code executed), from a folder or the hub cache/hub."""
-    path = os.path.join(name_or_path, "config.json")
-    if not os.path.isfile(path):
-        try:
-            from huggingface_hub import hf_hub_download
-
-            path = hf_hub_download(name_or_path, "config.json")
-        except Exception as err:  # noqa: BLE001 - offline, unknown repo, bad id: one clear message
-            raise DLLMError(f"cannot find a model config for {name_or_path!r}: {err}") from err
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, json.JSONDecodeError) as err:
-        raise DLLMError(f"{path}: unreadable config.json: {err}") from err
-
-
-def detect_backend(config) -> str:
-    """'llada' / 'dream' / 'masked_lm' / 'diffusion_gemma' from a config (object or plain dict)."""
-    kind = config.get("model_type", "") if isinstance(config, dict) else getattr(config, "model_type", "")
-    kind = (kind or "").lower()
-    if kind == "diffusion_gemma":
-        return "diffusion_gemma"
-    if "llada" in kind:
-        return "llada"
-    if "dream" in kind:
-        return "dream"
-    return "masked_lm"
-
-
-def load_dllm(
+def load_masked_dllm(
     name_or_path: str,
-    backend: str = "auto",
+    backend: str,
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
     mask_id: int | None = None,
     chat: bool | None = None,
     generation_prefix: str = "",
 ) -> DLLM:
-    """Load a dLLM from a local folder or hub id.
+    """Load a masked dLLM of a known `backend` (one of BACKENDS) from a local folder or hub id.
+    `unmasker.load_dllm` (unmasker/loading.py) detects the backend and calls this.
 
     `mask_id`, when given, must agree with the tokenizer's mask token; a mismatch is an error,
     never a silent override (a wrong mask id makes every canvas position look unmasked).
@@ -230,16 +201,6 @@ def load_dllm(
     """
     from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer
 
-    if os.path.isdir(name_or_path) and not os.path.exists(os.path.join(name_or_path, "config.json")):
-        raise DLLMError(f"{name_or_path}: no config.json; not a model folder")
-    if backend == "auto":
-        backend = detect_backend(_raw_config(name_or_path))
-    if backend == "diffusion_gemma":  # uniform noise, no mask id: its own backend (unmasker/gemma.py)
-        if mask_id is not None or generation_prefix:
-            raise DLLMError("DiffusionGemma has no mask token and takes no generation prefix")
-        from .gemma import load_gemma
-
-        return load_gemma(name_or_path, device=device, dtype=dtype, chat=chat)
     if backend not in BACKENDS:
         raise DLLMError(f"backend={backend!r}: expected 'auto' or one of {BACKENDS}")
     # Remote code runs only for the two model families that need it (LLaDA, Dream), never for

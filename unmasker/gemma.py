@@ -363,11 +363,6 @@ class _RecordingStop:
 
 
 # -- the backend -----------------------------------------------------------------------------------
-def is_diffusion_gemma(config) -> bool:
-    kind = config.get("model_type", "") if isinstance(config, dict) else getattr(config, "model_type", "")
-    return (kind or "").lower() == "diffusion_gemma"
-
-
 @dataclass
 class GemmaDLLM:
     """A loaded DiffusionGemma with its tokenizer. `generate` runs the model's own sampling loop
@@ -496,7 +491,7 @@ class GemmaDLLM:
 
 def load_gemma(name_or_path: str, device: str | torch.device | None = None, dtype: torch.dtype | None = None,
                chat: bool | None = None) -> GemmaDLLM:
-    """Load a DiffusionGemma folder or hub id (`load_dllm` sends such configs here)."""
+    """Load a DiffusionGemma folder or hub id (`unmasker.load_dllm` sends such configs here)."""
     from .dllm import DLLMError, _model_name
 
     try:
