@@ -95,7 +95,7 @@ class RowCache:
         if folder and os.path.exists(weights):
             with open(weights, "rb") as f:
                 digest = hashlib.sha256(f.read()).hexdigest()[:12]
-            self.path = os.path.join(folder, f"{os.path.basename(os.path.normpath(model_dir))}-{digest}.jsonl")
+            self.path = os.path.join(folder, f"{digest}.jsonl")  # the weights, wherever the folder moves
         self.rows = {}
         if self.path and os.path.exists(self.path):
             for line in open(self.path):
