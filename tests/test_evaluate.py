@@ -135,10 +135,13 @@ def test_quick_report_with_tiny_model(tiny_model_dir, tmp_path, monkeypatch):
     cfg = report.ReportConfig(quick=True, model=tiny_model_dir, policies_dir=str(pol), out=str(out), progress=False)
     first = report.run_report(cfg, log=lambda *_: None)
 
-    text = (out / "RESULTS.md").read_text()
+    summary = (out / "RESULTS.md").read_text()
+    text = summary + (out / report.APPENDIX).read_text()
     grid = report.load_grid(cfg.grid_path())
     for sec in grid.sections:
-        assert f"## {sec.title}" in text
+        assert f"## {sec.title}" in text and f"({report.APPENDIX}#{sec.id})" in summary
+    # RESULTS.md draws the summary sections' frontiers: the oracle, then heuristics and learned points
+    assert "## Headline frontiers" in summary and "| limit | Oracle (limit, not a policy) |" in summary
     assert "checkpoints/tiny-dllm-b" in text and "Skipped" in text  # missing model: a note, not a crash
     assert "Learned (Sudoku): skipped" in text  # no Sudoku policy among the fakes
     assert "Matched-NFE gap" in text and "collapsed" in text and "95% CI" in text
@@ -163,11 +166,12 @@ def test_quick_report_with_tiny_model(tiny_model_dir, tmp_path, monkeypatch):
 
     # a human interpretation survives regeneration, and nothing is measured twice
     human = "> The learned policy is slower here because it is untrained.\n"
-    (out / "RESULTS.md").write_text(text.replace(report.HUMAN_PLACEHOLDER, human, 1))
+    (out / "RESULTS.md").write_text(summary.replace(report.HUMAN_PLACEHOLDER, human, 1))
     monkeypatch.setattr(evaluate, "evaluate_point", lambda *a, **k: pytest.fail("resume measured a point"))
     report.run_report(cfg, log=lambda *_: None)
-    again = (out / "RESULTS.md").read_text()
-    assert again.count(human) == 1 and again.count(report.HUMAN_PLACEHOLDER) == len(grid.sections)  # + the claims block - the edited one
+    again = (out / "RESULTS.md").read_text() + (out / report.APPENDIX).read_text()
+    # the sections' blocks + the claims and what-was-tried blocks - the edited one
+    assert again.count(human) == 1 and again.count(report.HUMAN_PLACEHOLDER) == len(grid.sections) + 1
 
 
 def test_training_curve_of_a_continued_run_counts_on_from_its_parent(tmp_path):

@@ -2,7 +2,8 @@
 RL validation records (training curves).
 
 Pure functions of (Request, point) pairs; nothing here runs a model or reads a file. The runner
-and the point store live in `training.evaluate`, the report layout in `training.report`.
+and the point store live in `training.evaluate`, the report layout in `training.report`; neither
+is imported here: a figure is given what it draws (the rows, and the rule for each line's path).
 """
 
 from __future__ import annotations
@@ -10,9 +11,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from typing import Callable, Sequence
-
-from .evaluate import pareto_frontier
+from typing import Callable, Iterable, Sequence
 
 MISSING = "–"
 
@@ -88,6 +87,7 @@ def num(x: float | None, digits: int = 1) -> str:
 
 
 COLUMNS: dict[str, tuple[str, Callable[[dict], str]]] = {
+    "group": ("", lambda r: r.get("group", MISSING)),
     "line": ("method", lambda r: r["line"]),
     "params": ("params", lambda r: r["params"] or MISSING),
     "setting": ("setting", lambda r: r["setting"]),
@@ -118,11 +118,11 @@ def markdown_table(rows: Sequence[dict], columns: Sequence[str] = DEFAULT_COLUMN
 
 
 def frontier_figure(rows: Sequence[dict], title: str, x: str = "mean_nfe", y: str = "accuracy",
-                    panel: Callable[[dict], str] = lambda r: r["setting"], frontier: bool = True,
-                    log_x: bool = True):
+                    panel: Callable[[dict], str] = lambda r: r["setting"],
+                    path: Callable[[Iterable[tuple[float, float]]], list] = sorted, log_x: bool = True):
     """One panel per `panel(row)`, one colour per figure line. Every point is a marker (with its
-    seed std as error bars); the line joins the line's Pareto frontier (accuracy up, NFE down)
-    when `frontier`, else all its points in x order."""
+    seed std as error bars); the line joins `path((x, y) of the line's points)`: all of them in
+    x order by default, or the Pareto frontier with `path=training.evaluate.pareto_frontier`."""
     import plotly.graph_objects as go
     from plotly.colors import qualitative
     from plotly.subplots import make_subplots
@@ -153,12 +153,9 @@ def frontier_figure(rows: Sequence[dict], title: str, x: str = "mean_nfe", y: st
                 text=[f"{r['params']}<br>seeds={r['seeds']} n={r['n']}" for r in mine],
                 hovertemplate="%{text}<br>x=%{x:.2f} y=%{y:.2f}<extra>" + ln + "</extra>"), **at)
             shown.add(ln)
-            if frontier:
-                path = pareto_frontier((r[x], r[y]) for r in mine)
-            else:
-                path = sorted((r[x], r[y]) for r in mine)
-            if len(path) > 1:
-                fig.add_trace(go.Scatter(x=[p[0] for p in path], y=[scale * p[1] for p in path], mode="lines",
+            joined = path((r[x], r[y]) for r in mine)
+            if len(joined) > 1:
+                fig.add_trace(go.Scatter(x=[p[0] for p in joined], y=[scale * p[1] for p in joined], mode="lines",
                                          line={"color": colours[ln]}, legendgroup=ln, showlegend=False,
                                          hoverinfo="skip"), **at)
         xs = sorted({r[x] for r in rows if panel(r) == name and r[x] is not None})

@@ -616,7 +616,8 @@ def main(argv=None):
     store = run_requests(requests, cfg.out, cfg.batch_size, cfg.device or None, progress=cfg.progress)
     rows = aggregate([(r, store[r.key()]) for r in requests])
     fig_path = cfg.figure or os.path.splitext(cfg.out)[0] + ".html"
-    frontier_figure(rows, f"{cfg.task} ({cfg.split}, n={cfg.n})").write_html(fig_path, include_plotlyjs="cdn")
+    frontier_figure(rows, f"{cfg.task} ({cfg.split}, n={cfg.n})", path=pareto_frontier).write_html(
+        fig_path, include_plotlyjs="cdn")
     print(markdown_table(rows))
     for note in notes:
         print(f"note: {note}")

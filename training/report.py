@@ -1,7 +1,9 @@
-"""Regenerate the results report: run every experiment of a grid TOML, then write RESULTS.md,
+"""Regenerate the results report: run every experiment of a grid TOML, then write RESULTS.md (the
+claims, the headline frontiers, what was tried), RESULTS-appendix.md (every section in full),
 results.json (every point) and one figure per section.
 
     python -m training.report                 # training/eval_grids/report.toml -> docs/
+    python -m training.report --render_only   # measure nothing: render docs/ from docs/results.json
     python -m training.report --quick         # quick.toml (about a minute) -> runs/report-quick/
     python -m training.report --dry_run       # plan and time estimate only
 
@@ -13,6 +15,7 @@ block for a human interpretation that survives regeneration.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import os
@@ -23,6 +26,7 @@ import time
 import tomllib
 from dataclasses import dataclass, field
 
+from .eval_views import aggregate, frontier_figure, markdown_table, training_figure, training_table
 from .evaluate import (Method, Request, Setting, calibrate, estimate_seconds, expand_lengths, load_points,
                        make_requests, matched_nfe_gap, model_available, pareto_frontier, read_card, run_requests)
 
@@ -30,6 +34,8 @@ GRIDS = os.path.join(os.path.dirname(__file__), "eval_grids")
 VIEWS = ("frontier", "block_length", "collapse", "wallclock", "training")
 HUMAN = re.compile(r"<!-- human:(\w+) -->\n(.*?)<!-- /human:\1 -->", re.S)
 CLAIMS = "claims"  # id of the human block with the verdict table (no section may take it)
+TRIED = "tried"  # id of the human block saying what was tried and what was not
+APPENDIX = "RESULTS-appendix.md"  # beside RESULTS.md: every section's reading, notes and full table
 HUMAN_PLACEHOLDER = "> **Interpretation:** _to be written by a person (kept when the report is regenerated)._\n"
 
 
@@ -39,7 +45,7 @@ class Section:
 
     id: str
     title: str
-    methods: tuple[str, ...]
+    methods: tuple  # method ids, or {"method": id, ...overrides} (see `resolve_entry`)
     view: str = "frontier"
     description: str = ""
     tasks: tuple[str, ...] = ("word_problems",)
@@ -52,11 +58,12 @@ class Section:
     temperature: float | None = None
     compare: tuple = (("learned", "heuristics"),)  # frontier view: pairs of method ids / groups
     collapse_tolerance: float = 0.1  # collapse view: mean NFE <= (1 + tol) x number of blocks
+    summary: bool = False  # frontier view: its frontiers are also drawn in RESULTS.md
 
     def __post_init__(self):
-        if not re.fullmatch(r"\w+", self.id) or self.id == CLAIMS:
+        if not re.fullmatch(r"\w+", self.id) or self.id in (CLAIMS, TRIED):
             raise ValueError(f"section id {self.id!r}: letters, digits and _ only (used in file names), "
-                             f"and not {CLAIMS!r} (the verdict block)")
+                             f"and not {CLAIMS!r} or {TRIED!r} (the verdict and what-was-tried blocks)")
         if self.view not in VIEWS:
             raise ValueError(f"section {self.id}: view={self.view!r}, expected one of {VIEWS}")
         if not self.methods:
@@ -69,6 +76,58 @@ class Grid:
     methods: dict[str, Method]
     sections: tuple[Section, ...]
     path: str
+
+
+# keys of a section's {"method": id, ...} entry besides the policy's own parameters
+ENTRY_KEYS = {"method", "id", "label", "match", "per_checkpoint", "seeds"}
+
+
+def resolve_entry(methods: dict[str, Method], entry, where: str = "") -> Method:
+    """A section's method: an id of `methods`, or {"method": id, ...} with overrides for that
+    section only. A policy parameter with a list sweeps those values, with one value fixes it
+    (the label then gains ", name=value"); `match` fields are added to or replace the method's;
+    `label`, `per_checkpoint` and `seeds` replace the method's; `id` names the entry (default: the
+    method's id). Raises ValueError naming `where` for an unknown method or a bad override."""
+    if isinstance(entry, str):
+        if entry not in methods:
+            raise ValueError(f"{where}: undefined method {entry!r}")
+        return methods[entry]
+    if not isinstance(entry, dict) or not isinstance(entry.get("method"), str):
+        raise ValueError(f"{where}: a method entry is an id or {{method = id, ...}}, got {entry!r}")
+    base = methods.get(entry["method"])
+    if base is None:
+        raise ValueError(f"{where}: undefined method {entry['method']!r}")
+    params, sweep, fixed = dict(base.params), dict(base.sweep), {}
+    for key, value in entry.items():
+        if key in ENTRY_KEYS:
+            continue
+        if isinstance(value, (list, tuple)):
+            sweep[key] = list(value)
+            params.pop(key, None)
+        else:
+            params[key] = fixed[key] = value
+            sweep.pop(key, None)
+    if not isinstance(entry.get("match", {}), dict):
+        raise ValueError(f"{where}: match={entry['match']!r} must be a table of card fields")
+    label = entry.get("label") or (base.label or base.id) + "".join(f", {k}={v}" for k, v in sorted(fixed.items()))
+    try:
+        return dataclasses.replace(
+            base, id=entry.get("id", base.id), label=label, params=params, sweep=sweep,
+            match={**base.match, **entry.get("match", {})},
+            per_checkpoint=entry.get("per_checkpoint", base.per_checkpoint), seeds=entry.get("seeds", base.seeds))
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
+
+
+def section_methods(grid: Grid, sec: Section) -> dict[str, Method]:
+    """The section's methods by entry id, its overrides applied (ids unique within the section)."""
+    out = {}
+    for entry in sec.methods:
+        m = resolve_entry(grid.methods, entry, f"{grid.path}: section {sec.id}")
+        if m.id in out:
+            raise ValueError(f"{grid.path}: section {sec.id} lists {m.id!r} twice; give one entry its own id")
+        out[m.id] = m
+    return out
 
 
 DEFAULT_KEYS = {"model", "policies_dir", "split", "n", "seeds", "batch_size", "temperature"}
@@ -93,10 +152,10 @@ def load_grid(path: str) -> Grid:
         spec = {k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
                 for k, v in spec.items()}
         sec = Section(**spec)
-        unknown = [m for m in sec.methods if m not in methods]
-        unknown += [m for pair in sec.compare for m in pair if m not in methods and m not in ("learned", "heuristics")]
+        mine = section_methods(Grid(defaults, methods, (), path), sec)
+        unknown = [m for pair in sec.compare for m in pair if m not in mine and m not in ("learned", "heuristics")]
         if unknown:
-            raise ValueError(f"{path}: section {sec.id} uses undefined methods {unknown}")
+            raise ValueError(f"{path}: section {sec.id} compares methods it does not list: {unknown}")
         if any(len(pair) != 2 for pair in sec.compare):
             raise ValueError(f"{path}: section {sec.id}: compare entries must be [A, B] pairs, got {sec.compare}")
         from .tasks import TASKS
@@ -121,8 +180,9 @@ def plan_section(grid: Grid, sec: Section, model: str | None = None, policies_di
     model (sections that name their own models keep them). A training section measures nothing:
     it reads its checkpoints' validation logs (`training_rows`)."""
     d = grid.defaults
+    methods = section_methods(grid, sec)
     if sec.view == "training":
-        notes = [n for mid in sec.methods for n in grid.methods[mid].variants(policies_dir or d["policies_dir"])[1]]
+        notes = [n for m in methods.values() for n in m.variants(policies_dir or d["policies_dir"])[1]]
         return [], notes
     default_model = model or d["model"]
     notes, settings = [], []
@@ -140,12 +200,12 @@ def plan_section(grid: Grid, sec: Section, model: str | None = None, policies_di
                 settings.append(Setting(task, m, bl, gl, sec.split or d["split"], sec.n or d["n"],
                                         sec.temperature if sec.temperature is not None else d["temperature"]))
     variants = []
-    for mid in sec.methods:
-        vs, ns = grid.methods[mid].variants(policies_dir or d["policies_dir"])
+    for m in methods.values():
+        vs, ns = m.variants(policies_dir or d["policies_dir"])
         variants += vs
         notes += ns
     seeds = list(sec.seeds or d["seeds"])
-    requests = make_requests(settings, variants, seeds, {k: m.seeds for k, m in grid.methods.items()})
+    requests = make_requests(settings, variants, seeds, {k: m.seeds for k, m in methods.items()})
     return requests, notes
 
 
@@ -292,8 +352,8 @@ def training_rows(grid: Grid, sec: Section, policies_dir: str | None = None) -> 
     """Validation records (every `eval_every` rounds) of the section's learned checkpoints, read
     from the metrics.jsonl that training/train_policy.py writes next to the weights."""
     rows, seen = [], set()
-    for mid in sec.methods:
-        for v in grid.methods[mid].variants(policies_dir or grid.defaults["policies_dir"])[0]:
+    for mid, m in section_methods(grid, sec).items():
+        for v in m.variants(policies_dir or grid.defaults["policies_dir"])[0]:
             path = v.params.get("checkpoint")
             if not path or path in seen or not os.path.exists(os.path.join(path, "metrics.jsonl")):
                 continue
@@ -351,15 +411,13 @@ TABLE_COLUMNS = {
 
 
 def section_figure(rows, sec: Section):
-    from .eval_views import frontier_figure
-
     if sec.view == "block_length":  # one line per (method, fixed params)
         several = {r["line"] for r in rows if len({q["params"] for q in rows if q["line"] == r["line"]}) > 1}
         rows = [{**r, "line": f"{r['line']} ({r['params']})"} if r["line"] in several else r for r in rows]
-        return frontier_figure(rows, sec.title, x="block_length", panel=_no_block, frontier=False)
+        return frontier_figure(rows, sec.title, x="block_length", panel=_no_block)
     if sec.view == "wallclock":
-        return frontier_figure(rows, sec.title, y="ms_per_problem", frontier=False)
-    return frontier_figure(rows, sec.title)
+        return frontier_figure(rows, sec.title, y="ms_per_problem")
+    return frontier_figure(rows, sec.title, path=pareto_frontier)
 
 
 # -- the whole report ---------------------------------------------------------------------------
@@ -375,6 +433,9 @@ class ReportConfig:
     device: str = field(default="", metadata={"help": "cpu / cuda (default: cuda if available)"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = leave default)"})
     dry_run: bool = field(default=False, metadata={"help": "print the plan and time estimate, run nothing"})
+    render_only: bool = field(default=False, metadata={
+        "help": "measure nothing: render the report from the points already in results.json "
+                "(points not there are listed as not measured yet)"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
 
     def __post_init__(self):
@@ -403,7 +464,7 @@ def run_report(cfg: ReportConfig, log=print) -> dict:
     sections = [s for s in grid.sections if not cfg.sections or s.id in cfg.sections]
     requests = [r for s in sections for r in plans[s.id][0]]
     store = load_points(results)
-    pending = {r.key() for r in requests} - set(store)
+    pending = set() if cfg.render_only else {r.key() for r in requests} - set(store)
     estimate, per_pass = None, 0.0
     if pending:
         model = next(r.setting.model for r in requests if r.key() in pending)
@@ -422,25 +483,22 @@ def run_report(cfg: ReportConfig, log=print) -> dict:
         log("note: the CPU is busy (load average > 1); --threads 1 avoids thread oversubscription, "
             "which can slow each step by an order of magnitude")
     start = time.perf_counter()
-    store = run_requests(requests, results, batch, cfg.device or None, progress=cfg.progress, log=log)
+    if not cfg.render_only:
+        store = run_requests(requests, results, batch, cfg.device or None, progress=cfg.progress, log=log)
     seconds = time.perf_counter() - start
     rendered = {}
     for s in grid.sections:
         reqs, notes = plans[s.id]
         rendered[s.id] = render_section(grid, s, reqs, store, notes, out, cfg.policies_dir or None)
     write_markdown(os.path.join(out, "RESULTS.md"), grid, grid.sections, rendered, cfg, seconds, batch)
-    log(f"wrote {out}/RESULTS.md and {results} after measuring for {seconds / 60:.1f} min")
+    log(f"wrote {out}/RESULTS.md, {out}/{APPENDIX} and {results} after measuring for {seconds / 60:.1f} min")
     return {"sections": rendered, "seconds": seconds, "estimate": estimate}
 
 
 def render_section(grid: Grid, sec: Section, reqs: list[Request], store: dict, notes: list[str], out: str,
                    policies_dir: str | None = None) -> dict:
-    from .eval_views import aggregate, markdown_table
-
-    names = {mid: (m.label or mid) for mid, m in grid.methods.items()}
+    names = {mid: (m.label or mid) for mid, m in section_methods(grid, sec).items()}
     if sec.view == "training":
-        from .eval_views import training_figure, training_table
-
         rows = training_rows(grid, sec, policies_dir)
         figure = None
         if rows:
@@ -451,7 +509,7 @@ def render_section(grid: Grid, sec: Section, reqs: list[Request], store: dict, n
     done = [(r, store[r.key()]) for r in reqs if r.key() in store]
     if len(done) < len(reqs):
         notes = notes + [f"{len(reqs) - len(done)} of {len(reqs)} points not measured yet "
-                         "(the last run was limited with --sections)."]
+                         "(the last run was limited with --sections or --render_only)."]
     rows = aggregate(done)
     if sec.view == "collapse":
         mark_collapsed(rows, sec.collapse_tolerance)
@@ -465,30 +523,82 @@ def render_section(grid: Grid, sec: Section, reqs: list[Request], store: dict, n
             "table": markdown_table(rows, TABLE_COLUMNS[sec.view])}
 
 
+SUMMARY_COLUMNS = ("group", "line", "params", "n", "accuracy", "ci95", "mean_nfe")
+
+
+def frontier_rows(rows: list[dict]) -> list[dict]:
+    """The oracle's points, then the Pareto frontier (no other point both cheaper and at least as
+    accurate) of the heuristics and of the learned policies; each row gains its "group"."""
+    out = []
+    for group, name in (("oracle", "limit"), ("heuristics", "heuristics"), ("learned", "learned")):
+        mine = sorted(_group(rows, group), key=lambda r: (r["mean_nfe"], -r["accuracy"]))
+        keep = set(pareto_frontier((r["mean_nfe"], r["accuracy"]) for r in mine))
+        for r in mine:
+            if (r["mean_nfe"], r["accuracy"]) in keep:
+                keep.discard((r["mean_nfe"], r["accuracy"]))  # one row per frontier point
+                out.append({**r, "group": name})
+    return out
+
+
+def _human(kept: dict, block: str) -> list[str]:
+    return [f"<!-- human:{block} -->", kept.get(block, HUMAN_PLACEHOLDER).rstrip("\n"), f"<!-- /human:{block} -->"]
+
+
 def write_markdown(path, grid, sections, rendered, cfg, seconds, batch):
+    """RESULTS.md at `path` (claims, headline frontiers of the `summary` sections, what was tried,
+    an index) and APPENDIX beside it (every section: description, figure, reading, notes, human
+    interpretation, full table). Human blocks are kept from either file, whichever held them."""
+    appendix = os.path.join(os.path.dirname(path), APPENDIX)
     kept = {}
-    if os.path.exists(path):
-        with open(path) as f:
-            kept = {m.group(1): m.group(2) for m in HUMAN.finditer(f.read())}
+    for f in (appendix, path):
+        if os.path.exists(f):
+            with open(f) as fh:
+                kept.update({m.group(1): m.group(2) for m in HUMAN.finditer(fh.read())})
     d = grid.defaults
+    made = (f"_Generated by `python -m training.report{' --quick' if cfg.quick else ''}` on "
+            f"{datetime.date.today().isoformat()} from `{os.path.relpath(grid.path)}` (commit {_commit()}). ")
     lines = [
         "# Results", "",
-        f"_Generated by `python -m training.report{' --quick' if cfg.quick else ''}` on "
-        f"{datetime.date.today().isoformat()} from `{os.path.relpath(grid.path)}` (commit {_commit()}). "
-        "Every point is in [`results.json`](results.json). Regenerating rewrites this file except the "
-        "blocks between `<!-- human:... -->` markers._", "",
+        made + "Every point is in [`results.json`](results.json); every section's reading, notes and full "
+        f"table are in [{APPENDIX}]({APPENDIX}). Regenerating rewrites both files except the blocks between "
+        "`<!-- human:... -->` markers._", "",
         f"Setup: default model `{cfg.model or d['model']}`, {d['split']} split, dLLM greedy "
         f"(temperature {d['temperature']}), batch {batch}; stochastic policies (random, learned) over seeds "
         f"{list(d['seeds'])} with mean ± std over seeds, deterministic heuristics on one seed. "
         "NFE = dLLM forward passes per problem; tokens / NFE = gen length / mean NFE. "
         f"Points measured by this run took {seconds / 60:.1f} min.", "",
+        # a person's verdict on each of the paper's claims, kept across regenerations like the others
+        "## The paper's claims", "", *_human(kept, CLAIMS), "",
+        "## Headline frontiers", "",
+        "Per setting: the oracle (the limit, not a policy), then the Pareto frontier (no other point both "
+        "cheaper and at least as accurate) of the heuristics and of the learned policies. Every point of "
+        "a section is in its appendix table.", "",
     ]
-    # a person's verdict on each of the paper's claims, kept across regenerations like the others
-    lines += ["## The paper's claims", "", f"<!-- human:{CLAIMS} -->",
-              kept.get(CLAIMS, HUMAN_PLACEHOLDER).rstrip("\n"), f"<!-- /human:{CLAIMS} -->", ""]
     for s in sections:
         r = rendered[s.id]
-        lines += [f"## {s.title}", ""]
+        if not (s.summary and r["rows"]):
+            continue
+        lines += [f"### {s.title}", ""]
+        if r["figure"]:
+            lines += [f"Figure: [{r['figure']}]({r['figure']}); every point: [appendix]({APPENDIX}#{s.id})", ""]
+        settings = list(dict.fromkeys(row["setting"] for row in r["rows"]))
+        for setting in settings:
+            mine = frontier_rows([row for row in r["rows"] if row["setting"] == setting])
+            lines += ([f"{setting}:", ""] if len(settings) > 1 else []) + [markdown_table(mine, SUMMARY_COLUMNS), ""]
+    lines += ["## What was tried", "", *_human(kept, TRIED), "", "## Every section", ""]
+    for s in sections:
+        fig = rendered[s.id]["figure"]
+        lines.append(f"- [{s.title}]({APPENDIX}#{s.id})" + (f" (figure: [{fig}]({fig}))" if fig else ""))
+    with open(path, "w") as f:
+        f.write("\n".join(lines + [""]))
+
+    lines = ["# Results: every section in full", "",
+             made + "[RESULTS.md](RESULTS.md) has the setup, the verdict on each claim, the headline frontiers "
+             "and what was tried. Regenerating rewrites this file except the blocks between "
+             "`<!-- human:... -->` markers._", ""]
+    for s in sections:
+        r = rendered[s.id]
+        lines += [f'<a id="{s.id}"></a>', "", f"## {s.title}", ""]
         if s.description:
             lines += [s.description.strip(), ""]
         if r["figure"]:
@@ -497,9 +607,8 @@ def write_markdown(path, grid, sections, rendered, cfg, seconds, batch):
             lines += ["**Reading (generated from the numbers):**", ""] + [f"- {t}" for t in r["reading"]] + [""]
         if r["notes"]:
             lines += ["**Skipped:**", ""] + [f"- {n}" for n in r["notes"]] + [""]
-        lines += [f"<!-- human:{s.id} -->", kept.get(s.id, HUMAN_PLACEHOLDER).rstrip("\n"),
-                  f"<!-- /human:{s.id} -->", "", r["table"], ""]
-    with open(path, "w") as f:
+        lines += [*_human(kept, s.id), "", r["table"], ""]
+    with open(appendix, "w") as f:
         f.write("\n".join(lines))
 
 
