@@ -12,7 +12,7 @@ files copied in, a tokenizer with the real mask id and chat template), loads it 
 * Dream `diffusion_generate` (maskgit_plus/entropy) vs `top_k_confidence` / `entropy`, full diffusion
 
 All comparisons are greedy (temperature 0): sampled runs use different random streams. Where we
-differ on purpose, a test pins the difference (README, "Real models"). The folders have tiny
+differ on purpose, a test pins the difference (docs/real-models.md). The folders have tiny
 hidden sizes but the real vocabularies (126464 / 152064, so that the real mask ids exist), so
 each test runs in seconds on a CPU. `UNMASKER_TEST_DEVICE=cuda` runs the same tests on a GPU
 (benchmarks/gpu_conformance.sh).
@@ -572,7 +572,7 @@ def test_every_policy_runs_with_a_cache(llada, mode, name):
 
 @pytest.mark.parametrize("mode", ["prefix", "dual"])
 def test_outside_what_a_cached_pass_feeds_the_policy_sees_the_blocks_first_pass(llada, mode):
-    """What the README says the learned policy sees with a cache: positions a pass does not feed
+    """What docs/real-models.md says the learned policy sees with a cache: positions a pass does not feed
     keep the confidences of the block's first pass (which fed the whole canvas)."""
     from unmasker import SamplerConfig, build_policy, generate
 

@@ -8,7 +8,7 @@ when it is absent; `UNMASKER_ML_RL_DLLM` points elsewhere). Nothing of it is cop
 What is compared, with the paper's configs (hidden 128, FFN 512, 2 heads, 1 block, `full_context`):
 
 * the same weights give the same logits, once two documented differences are accounted for
-  (README, "The paper's own code"): their RoPE pairs channels (2i, 2i+1) where ours pairs
+  (docs/policies.md, "The paper's own code"): their RoPE pairs channels (2i, 2i+1) where ours pairs
   (i, i + d/2), a fixed permutation of the q/k projection rows; and their time embedding is
   rounded to bfloat16 (their `sinusoidal_time_embedding` default), ours stays float32;
 * our Bernoulli log-likelihood equals theirs on the same actions (theirs clamps p to
@@ -205,7 +205,7 @@ def test_bernoulli_loglik_clamp_is_pinned(paper):
 # -- whole trajectories ---------------------------------------------------------------------------
 class _TheirModel:
     """Their loop calls model(x, attention_mask=..., output_hidden_states=...).logits. We give it our
-    dLLM's logits with the mask id excluded, as our sampler does (README: the mask token is never
+    dLLM's logits with the mask id excluded, as our sampler does (docs/real-models.md: the mask token is never
     proposed); everything else (argmax, softmax, top-1 confidence) is their code."""
 
     def __init__(self, dllm):

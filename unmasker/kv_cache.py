@@ -33,7 +33,7 @@ def cache_support(dllm: DLLM, mode: str) -> str | None:
     what = f"{dllm.name} ({dllm.backend}, {type(dllm.model).__name__})"
     if dllm.backend != "llada":
         return (f"cache={mode!r} needs LLaDA model code that takes past_key_values (Fast-dLLM's modeling_llada.py); "
-                f"{what} is not a LLaDA model (see README, 'KV caches')")
+                f"{what} is not a LLaDA model (see docs/real-models.md, 'At real-model scale')")
     params = inspect.signature(dllm.model.forward).parameters
     needed = ["past_key_values", "use_cache"] + (["replace_position"] if mode == "dual" else [])
     missing = [p for p in needed if p not in params]
