@@ -22,7 +22,7 @@ run() {
   python -c "import json;c=json.load(open('checkpoints/policies/$name/card.json'));print('$name', c['val_accuracy'], c['val_nfe'], c['wall_minutes'])"
 }
 # full128-*: the paper's full-diffusion setting (one block over a 128-token canvas, about six times the
-# answers, where the confidence heuristics commit EOS first; see checkpoints/tiny-dllm/card.json).
+# answers, where the confidence heuristics commit EOS first; see checkpoints/tiny-dllm-v2/card.json).
 # full128c-*: the same, starting from the L = 48 full-diffusion policy (train that one first).
 # full128-long-*: the RL-budget run, full128-a* continued for 210 more rounds at lr 3e-4 (train full128-a* first).
 for name in ${ONLY:-full128-a1 full-a1 full128-es-a1 full128c-a1 full128-long-a1 semiar-a1 sudoku-a1 semiar-a3 full-a3 semiar-a0.3 full-a0.3 semiar-additive-a1 full-es-a1 semiar-b-a1 full128-a3 full128-a0.3 full128-es-a3 full128-es-a0.3 semiar-additive300-a1 full128-additive-a3}; do
