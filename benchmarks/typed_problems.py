@@ -2,7 +2,7 @@
 (one token per step) column answers. Starts `python app.py` on a free local port, drives Debian's
 Chromium with Playwright, saves a screenshot of the last problem.
 
-    python benchmarks/typed_problems.py --model checkpoints/tiny-dllm-v3 --screenshot docs/app_typed.png
+    python benchmarks/typed_problems.py --screenshot docs/app_typed.png
 
 The default problems are written by hand, one per kind, and are in no task file.
 """
