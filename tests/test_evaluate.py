@@ -306,39 +306,6 @@ def test_oracle_point_on_the_tiny_model(tiny_dllm):
         assert point["accuracy"] == k1["accuracy"]
 
 
-def test_proposal_feed_gives_the_sampler_s_own_eos_flags(tiny_dllm):
-    """The EOS flags the evaluator feeds EOSER equal `proposals in eos_ids` of the sampler's own steps."""
-    import torch
-
-    import unmasker
-    from training.oracle import ProposalFeed
-
-    seen = []
-
-    class Recorder:
-        reads = frozenset({"token_prob"})
-        needs = frozenset({"proposal_is_eos"})
-
-        def select(self, ctx):
-            seen.append(ctx.proposal_is_eos.clone())
-            return unmasker.build_policy("top_k_confidence", k=2).select(ctx)
-
-    config = unmasker.SamplerConfig(gen_length=16, block_length=16)
-    prompts = ["sort : 15 3 9 1", "how many apples has the 12 ?"]
-    # the random model never proposes its real EOS: call one token it does propose an EOS id
-    first = unmasker.generate(tiny_dllm, unmasker.build_policy("top_k_confidence", k=2), prompts, config,
-                              keep_steps=True).steps[0].proposals
-    tiny = dataclasses.replace(tiny_dllm, eos_ids=(int(first[0, 3]),))
-    dllm, policy = ProposalFeed(Recorder()).prepare(tiny, prompts, config, seed=0)
-    traj = unmasker.generate(dllm, policy, prompts, config, keep_steps=True)
-    eos = torch.tensor(tiny.eos_ids)
-    assert len(seen) == len(traj.steps) == 8
-    for flags, step in zip(seen, traj.steps):
-        want = torch.isin(step.proposals, eos) & step.active[:, None]
-        assert (flags & step.active[:, None]).tolist() == want.tolist()
-    assert any(f.any() for f in seen)  # the tiny model proposes EOS somewhere, so the check means something
-
-
 def test_eos_rejection_runs_through_the_evaluator(tiny_dllm):
     import unmasker
     from training.tasks import get_task

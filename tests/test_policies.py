@@ -16,9 +16,10 @@ HEURISTICS = [name for name in POLICIES if name != "learned"]
 
 
 def make_ctx(token_prob=None, *, confidence=None, margin=None, entropy=None, eligible=None, masked=None,
-             block_step=0, block_masked=None, seed=0) -> StepContext:
+             block_step=0, block_masked=None, seed=0, eos=None) -> StepContext:
     """A StepContext from nested lists (B rows of L values). Unspecified scores default to zeros,
-    eligibility to everything, the block to "just started with every eligible position masked"."""
+    eligibility to everything, the block to "just started with every eligible position masked";
+    `eos`: which proposals are EOS (proposal_is_eos; None leaves it out)."""
     rows = next(x for x in (token_prob, confidence, margin, entropy, eligible) if x is not None)
     shape = torch.tensor(rows, dtype=torch.float32).shape
     f = lambda x: torch.zeros(shape) if x is None else torch.tensor(x, dtype=torch.float32)
@@ -32,6 +33,7 @@ def make_ctx(token_prob=None, *, confidence=None, margin=None, entropy=None, eli
         confidence=token_prob if confidence is None else f(confidence), token_prob=token_prob, margin=f(margin),
         entropy=f(entropy), masked=masked, eligible=eligible, t=torch.zeros(B), block_step=bs, block_masked=bm,
         block_length=L, gen_length=L, generator=torch.Generator().manual_seed(seed),
+        proposal_is_eos=None if eos is None else torch.tensor(eos, dtype=torch.bool),
     )
 
 
@@ -200,7 +202,8 @@ def test_every_heuristic_commits_eligible_and_skips_finished_rows(name):
     eligible = torch.rand(3, 10, generator=g) < 0.6
     eligible[1] = False  # a sample whose block is done: no eligible position, no commit
     eligible[0, 0] = eligible[2, 0] = True
-    ctx = make_ctx(probs.tolist(), entropy=(1 - probs).tolist(), margin=probs.tolist(), eligible=eligible.tolist())
+    ctx = make_ctx(probs.tolist(), entropy=(1 - probs).tolist(), margin=probs.tolist(), eligible=eligible.tolist(),
+                   eos=(probs > 0.7).tolist())
     commit = build_policy(name).select(ctx)
     assert commit.dtype == torch.bool and commit.shape == (3, 10)
     assert not (commit & ~eligible).any()
@@ -211,7 +214,7 @@ def test_every_heuristic_commits_eligible_and_skips_finished_rows(name):
 # -- registry -----------------------------------------------------------------------------------------
 def test_registry_lists_every_policy():
     assert set(POLICIES) == {"random", "top_k_confidence", "confidence_threshold", "factor", "margin", "entropy",
-                             "eb_sampler", "learned"}
+                             "eb_sampler", "learned", "eos_rejection", "eos_rejection_ass"}
     text = describe_policies()
     for name in POLICIES:
         assert f"{name}:" in text
@@ -252,11 +255,7 @@ def test_parse_params():
 # -- EOS Early Rejection and the Ascending Step-Size schedule (arXiv 2509.23924) ------------------------
 def eos_ctx(token_prob, eos, **kw):
     """make_ctx plus which positions' proposals are EOS."""
-    from unmasker.policies.eos_rejection import EOSStepContext
-
-    ctx = make_ctx(token_prob, **kw)
-    fields = {f.name: getattr(ctx, f.name) for f in dataclasses.fields(StepContext)}
-    return EOSStepContext(**fields, proposal_is_eos=torch.tensor(eos, dtype=torch.bool))
+    return make_ctx(token_prob, eos=eos, **kw)
 
 
 def test_eoser_factor_rises_linearly_over_the_block_hand_computed():
@@ -334,12 +333,9 @@ def test_eos_rules_reject_bad_gammas(kwargs, message):
 
 def test_eos_rules_say_what_they_miss_on_a_plain_context():
     """Without the EOS flag the rules fail with a message naming it, never fall back silently."""
-    from unmasker.policies import EOS_POLICIES
-    from unmasker.policies.eos_rejection import sampler_passes_eos
-
-    for name in EOS_POLICIES:
+    for name in ("eos_rejection", "eos_rejection_ass"):
         with pytest.raises(ValueError, match="proposal_is_eos"):
             build_policy(name).select(make_ctx([[0.5, 0.4]]))
-        # known to build_policy (strings converted) and listed in POLICIES only once the sampler passes the flag
+        # registered (the app and the CLI list them), strings converted, and they declare the flag
         assert build_policy(name, eos_min_gamma="0.5").eos_min_gamma == 0.5
-        assert (name in POLICIES) == sampler_passes_eos()
+        assert name in POLICIES and "proposal_is_eos" in POLICIES[name].reads

@@ -174,6 +174,73 @@ def test_iter_unmask_yields_growing_nfe(tiny_dllm):
     assert [s.block for s in steps] == [0, 1, 2, 3]
 
 
+class RecordsEOS:
+    """Reads proposal_is_eos (declared), records it, commits like top-k with k = 3."""
+
+    reads = frozenset({"token_prob", "proposal_is_eos"})
+
+    def __init__(self):
+        self.seen = []
+
+    def select(self, ctx):
+        self.seen.append(ctx.proposal_is_eos.clone())
+        return build_policy("top_k_confidence", k=3).select(ctx)
+
+
+def test_proposal_is_eos_equals_a_hand_computation(tiny_dllm):
+    """The loop's proposal_is_eos is `argmax of the model's logits over the canvas (mask id
+    excluded) in eos_ids`, recomputed here by hand from each step's canvas, on active rows."""
+    config = SamplerConfig(gen_length=16, block_length=8)
+    # the random model never proposes its real EOS: call two tokens it does propose EOS
+    first = generate(tiny_dllm, build_policy("top_k_confidence", k=3), PROMPTS, config, keep_steps=True).steps
+    props = torch.cat([s.proposals.flatten() for s in first])
+    common = torch.bincount(props).argsort(descending=True)[:2].tolist()
+    tiny = dataclasses.replace(tiny_dllm, eos_ids=tuple(common))
+    policy = RecordsEOS()
+    traj = generate(tiny, policy, PROMPTS, config, keep_steps=True)
+    ids, att = tiny.encode(PROMPTS, tiny.max_prompt_tokens(16))
+    P = ids.shape[1]
+    canvas = torch.full((2, 16), tiny.mask_id)
+    assert len(policy.seen) == len(traj.steps) > 2
+    n_eos = 0
+    for flags, step in zip(policy.seen, traj.steps):
+        logits = tiny.logits(torch.cat([ids, canvas], 1), torch.cat([att, torch.ones_like(canvas)], 1))[:, P:].float()
+        logits[..., tiny.mask_id] = float("-inf")
+        want = torch.isin(logits.argmax(-1), torch.tensor(common))
+        rows = step.active
+        assert flags[rows].tolist() == want[rows].tolist()
+        n_eos += int(want[rows].sum())
+        canvas = step.tokens.clone()
+    assert n_eos > 0  # the flag is set somewhere, so the check means something
+    # a policy that does not read it gets a NotComputed, never a silent value
+    seen = []
+
+    class Reads(RecordsEOS):
+        reads = frozenset({"token_prob"})
+
+        def select(self, ctx):
+            seen.append(ctx.proposal_is_eos)
+            return build_policy("top_k_confidence", k=3).select(ctx)
+
+    generate(tiny, Reads(), PROMPTS, config)
+    with pytest.raises(AttributeError, match="proposal_is_eos"):
+        seen[0].any()
+
+
+def test_eos_rejection_defers_eos_proposals_in_the_loop(tiny_dllm):
+    """EOSER through the loop itself: call EOS the token top-k commits first; with the factor at
+    0 EOSER's first pass commits no EOS proposal (other proposals are eligible)."""
+    config = SamplerConfig(gen_length=16, block_length=16)
+    plain = next(iter_unmask(tiny_dllm, build_policy("top_k_confidence", k=2), PROMPTS, config))
+    eos_tok = int(plain.proposals[0][plain.committed[0]][0])
+    tiny = dataclasses.replace(tiny_dllm, eos_ids=(eos_tok,))
+    eoser = next(iter_unmask(tiny, build_policy("eos_rejection", k=2, eos_min_gamma=0.0), PROMPTS, config))
+    assert torch.equal(eoser.proposals, plain.proposals)
+    is_eos = eoser.proposals == eos_tok
+    assert (~is_eos).sum(-1).min() >= 2 and not (eoser.committed & is_eos).any()
+    assert eoser.committed.sum(-1).tolist() == [2, 2]
+
+
 # -- what the sampler refuses -------------------------------------------------------------------------
 class Rogue:
     def __init__(self, make):

@@ -144,11 +144,11 @@ class Method:
     seeds: int | None = None  # cap on the number of seeds (None: all of the section's seeds)
 
     def __post_init__(self):
-        from unmasker.policies import EOS_POLICIES, POLICIES
+        from unmasker.policies import POLICIES
 
         from .oracle import REFERENCES
 
-        if self.policy not in POLICIES and self.policy not in EOS_POLICIES and self.policy not in REFERENCES:
+        if self.policy not in POLICIES and self.policy not in REFERENCES:
             raise ValueError(f"method {self.id!r}: policy={self.policy!r} is not one of {sorted(POLICIES)} "
                              f"(or a reference point: {sorted(REFERENCES)})")
         allowed = {f.name for f in _fields(self.policy)} - {"net"}
@@ -215,19 +215,14 @@ def _fields(policy: str) -> list:
 
 
 def build_method_policy(policy: str, params: dict):
-    """A registered policy, or a reference point (which prepares a policy per batch, see oracle.py).
-    A policy that needs `proposal_is_eos`, which the sampler does not pass yet, is fed it by a tap."""
+    """A registered policy, or a reference point (which prepares a policy per batch, see oracle.py)."""
     import unmasker
-    from unmasker.policies.eos_rejection import EOS_FLAG, sampler_passes_eos
 
-    from .oracle import REFERENCES, ProposalFeed
+    from .oracle import REFERENCES
 
     if policy in REFERENCES:
         return REFERENCES[policy](**params)
-    built = unmasker.build_policy(policy, **params)
-    if EOS_FLAG in getattr(built, "needs", ()) and not sampler_passes_eos():
-        return ProposalFeed(built)
-    return built
+    return unmasker.build_policy(policy, **params)
 
 
 def _complete(folder: str, card: dict) -> bool:

@@ -68,6 +68,13 @@ def greedy_proposals(tap: TappedDLLM, ctx: StepContext) -> torch.Tensor:
     return out
 
 
+def oracle_targets(proposals: torch.Tensor, eligible: torch.Tensor, final_tokens: torch.Tensor) -> torch.Tensor:
+    """The oracle's match rule: (B, L) bool, eligible positions whose proposal already equals the
+    reference's final token. `OracleCommit` commits these (plus a fallback when there are none);
+    the distillation stage (`training.distill`) uses them as Bernoulli targets."""
+    return eligible & (proposals == final_tokens.to(proposals.device))
+
+
 class OracleCommit:
     """Commit every eligible position whose proposal equals the reference's final token; when none
     does, the most confident eligible position. Holds per-batch state: one instance per batch."""
@@ -78,8 +85,7 @@ class OracleCommit:
         self.tap, self.final = tap, final_tokens
 
     def select(self, ctx: StepContext) -> torch.Tensor:
-        prop = greedy_proposals(self.tap, ctx)
-        match = ctx.eligible & (prop == self.final.to(prop.device))
+        match = oracle_targets(greedy_proposals(self.tap, ctx), ctx.eligible, self.final)
         none = ctx.eligible.any(-1) & ~match.any(-1)
         best = top_n_mask(ctx.token_prob, ctx.eligible, torch.ones_like(ctx.block_step))
         return match | (best & none[:, None])
@@ -100,37 +106,6 @@ class Oracle:
         policy = OracleCommit(tap, ref.tokens)
         policy.reference = ref
         return tap, policy
-
-
-class ProposalFeed:
-    """Runs a policy that needs `proposal_is_eos` (EOSER, `unmasker.policies.eos_rejection`) through
-    the sampler, which does not pass that flag yet: per batch, a tapped dLLM, and each step's
-    context extended with the flag from the greedy proposals. Greedy dLLM only."""
-
-    def __init__(self, policy):
-        self.policy = policy
-
-    def prepare(self, dllm: DLLM, prompts: list[str], config, seed: int):
-        if config.temperature:
-            raise ValueError(f"{type(self.policy).__name__}: the evaluator can feed proposal_is_eos only for a "
-                             "greedy dLLM (temperature 0); the sampler does not pass it")
-        tap = TappedDLLM.wrap(dllm)
-        return tap, _WithEOSFlag(self.policy, tap)
-
-
-class _WithEOSFlag:
-    def __init__(self, policy, tap: TappedDLLM):
-        self.policy, self.tap = policy, tap
-        self.reads = getattr(policy, "reads", None)
-        self.eos = torch.tensor(tap.eos_ids, dtype=torch.long)
-
-    def select(self, ctx: StepContext) -> torch.Tensor:
-        from unmasker.policies.eos_rejection import EOSStepContext
-
-        prop = greedy_proposals(self.tap, ctx)
-        flags = torch.isin(prop, self.eos.to(prop.device))
-        ext = EOSStepContext(**{f.name: getattr(ctx, f.name) for f in fields(StepContext)}, proposal_is_eos=flags)
-        return self.policy.select(ext)
 
 
 # name -> class of the evaluator's reference points (not policies; see the module docstring)

@@ -32,8 +32,9 @@ from diffusers.utils import BaseOutput
 
 from .dllm import DLLM
 from .policies import build_policy
-from .policies.base import NotComputed, StepContext, features_read
-from .sampler import _check_action, step_features
+from .features import context_features, step_features
+from .policies.base import StepContext, features_read
+from .sampler import _check_action
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,8 @@ class UnmaskPolicyScheduler(SchedulerMixin, ConfigMixin):
     ``{"checkpoint": "checkpoints/policies/semiar-a1", "temperature": 0.5}``.
     gen_length: the pipeline call's `gen_length`; the learned policy's time input is NFE / gen_length.
     seed: seeds the policy's own randomness (Bernoulli draws) at every pipeline call.
+    eos_token_id: the model's end-of-text id(s), needed by a policy that reads
+    ``proposal_is_eos`` (EOS Early Rejection): `step()` is not told them by the pipeline.
 
     After a call, `nfe` (B,) holds forward passes per row counted as `iter_unmask` counts them
     (while the row's block still has masks), `forward_passes` the passes the pipeline ran, and
@@ -68,11 +71,19 @@ class UnmaskPolicyScheduler(SchedulerMixin, ConfigMixin):
 
     @register_to_config
     def __init__(self, policy: str = "top_k_confidence", policy_params: dict | None = None,
-                 block_length: int = 32, gen_length: int = 256, seed: int = 0):
+                 block_length: int = 32, gen_length: int = 256, seed: int = 0,
+                 eos_token_id: int | list[int] | None = None):
         for name, value in (("block_length", block_length), ("gen_length", gen_length)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name}={value!r}: must be an integer >= 1")
         self.unmask_policy = build_policy(policy, **(policy_params or {}))
+        ids = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id or [])
+        if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
+            raise ValueError(f"eos_token_id={eos_token_id!r}: expected a token id or a list of them")
+        if "proposal_is_eos" in features_read(self.unmask_policy) and not ids:
+            raise ValueError(f"policy {policy!r} reads proposal_is_eos: pass eos_token_id= (the model's "
+                             "end-of-text id, e.g. tokenizer.eos_token_id)")
+        self._eos_ids = torch.tensor(ids, dtype=torch.long) if ids else None
         self.num_inference_steps = block_length
         self.timesteps = torch.arange(block_length - 1, -1, -1)
         self._reset()
@@ -129,14 +140,12 @@ class UnmaskPolicyScheduler(SchedulerMixin, ConfigMixin):
             self._block_masked = masked.sum(-1)
 
         temp = 0.0 if sampling_method == "greedy" else float(temperature)
-        f = step_features(model_output[:, keep], mask_token_id, temp, generator, features_read(self.unmask_policy))
-        name = type(self.unmask_policy).__name__
+        reads = features_read(self.unmask_policy)
+        f = step_features(model_output[:, keep], mask_token_id, temp, generator, reads)
         active = masked.any(-1) & ~self._finished
         eligible = masked & active[:, None]
         ctx = StepContext(
-            confidence=f.confidence, token_prob=f.token_prob,
-            margin=f.margin if f.margin is not None else NotComputed("margin", name),
-            entropy=f.entropy if f.entropy is not None else NotComputed("entropy", name),
+            **context_features(f, reads, type(self.unmask_policy).__name__, self._eos_ids),
             masked=masked, eligible=eligible, t=self.nfe.float() / self.config.gen_length,
             block_step=self._block_step.clone(), block_masked=self._block_masked,
             block_length=int(keep.sum()), gen_length=self.config.gen_length, generator=self._generator,

@@ -2,8 +2,8 @@
 `StepContext` carries, computed lean.
 
 Confidence, the proposed token's probability and the proposal itself are always computed; the
-top-2 margin, the entropy and the top-K alternatives only when asked (the policy's `reads`, the
-caller's `top_k`). The work runs over chunks of rows of at most `CHUNK_ELEMENTS` logits, so at
+top-2 margin, the entropy, whether the proposal is an EOS token and the top-K alternatives only
+when asked (the policy's `reads`, the caller's `top_k`). The work runs over chunks of rows of at most `CHUNK_ELEMENTS` logits, so at
 most one chunk is ever held in fp32 (or float64 for Gumbel noise), never a copy of the whole
 tensor: with LLaDA's vocabulary of 126,464 the old one-shot version took 6.9x the bf16 logits on
 top of them (issue 24). Every number is computed as before, per chunk, so it is bit-identical.
@@ -16,7 +16,7 @@ from typing import Iterator, NamedTuple
 
 import torch
 
-from .policies.base import FEATURES
+from .policies.base import FEATURES, NotComputed
 
 # Logits per chunk: 16M elements = 64 MiB in fp32, 128 MiB in float64 (Gumbel noise). Small
 # vocabularies take whole batches in one chunk; LLaDA's takes ~132 positions per chunk.
@@ -113,3 +113,22 @@ def step_features(logits: torch.Tensor, mask_id: int, temperature: float, genera
             plogp = probs.clamp(min=1e-30).log_().mul_(probs)  # one more chunk-sized buffer
             entropy[rows, pos] = -plogp.sum(-1)
     return StepFeatures(proposals, confidence, token_prob, margin, entropy, top_ids, top_probs)
+
+
+def context_features(f: StepFeatures, reads: frozenset[str], policy_name: str,
+                     eos_ids: torch.Tensor | None = None) -> dict:
+    """The per-position feature fields of a `StepContext` from (B, L) features `f`: a feature
+    outside `reads` is a `NotComputed` naming `policy_name`. proposal_is_eos (B, L) bool is
+    `f.proposals` in `eos_ids` (1-D long), computed from the merged proposals, so a KV-cached
+    pass that refreshed only a window still flags every position. Shared by `iter_unmask` and
+    the diffusers scheduler."""
+    def maybe(name, value):
+        return value if name in reads and value is not None else NotComputed(name, policy_name)
+
+    is_eos = None
+    if "proposal_is_eos" in reads:
+        if eos_ids is None:
+            raise ValueError(f"{policy_name} reads proposal_is_eos, but no EOS ids were given")
+        is_eos = torch.isin(f.proposals, eos_ids.to(f.proposals.device))
+    return {"confidence": f.confidence, "token_prob": f.token_prob, "margin": maybe("margin", f.margin),
+            "entropy": maybe("entropy", f.entropy), "proposal_is_eos": maybe("proposal_is_eos", is_eos)}

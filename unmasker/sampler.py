@@ -17,9 +17,9 @@ from typing import Iterator, Sequence
 import torch
 
 from .dllm import DLLM, DLLMError
-from .features import StepFeatures, propose, step_features  # noqa: F401 - re-exported (diffusers scheduler)
+from .features import StepFeatures, context_features, propose, step_features  # noqa: F401 - re-exported
 from .kv_cache import CACHE_MODES, make_forward
-from .policies.base import FEATURES, NotComputed, StepContext, UnmaskPolicy, features_read
+from .policies.base import FEATURES, StepContext, UnmaskPolicy, features_read
 from .trajectory import Step, Trajectory
 
 
@@ -131,11 +131,8 @@ def iter_unmask(
             del logits
             feats = _merge(feats, f, rows, active, (w0, w1), idle)
             eligible = masked & in_block & active[:, None]
-            name = type(policy).__name__
             ctx = StepContext(
-                confidence=feats.confidence, token_prob=feats.token_prob,
-                margin=feats.margin if feats.margin is not None else NotComputed("margin", name),
-                entropy=feats.entropy if feats.entropy is not None else NotComputed("entropy", name),
+                **context_features(feats, reads, type(policy).__name__, eos),
                 masked=masked, eligible=eligible, t=nfe.float() / L,
                 block_step=block_step.clone(), block_masked=block_masked, block_length=BL,
                 gen_length=L, generator=generator,

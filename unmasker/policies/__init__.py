@@ -6,7 +6,7 @@ import dataclasses
 import typing
 
 from .base import StepContext, UnmaskPolicy
-from .eos_rejection import EOS_POLICIES, EOSEarlyRejection, EOSRejectionASS, sampler_passes_eos
+from .eos_rejection import EOSEarlyRejection, EOSRejectionASS
 from .heuristics import ConfidenceThreshold, EBSampler, Entropy, Factor, Margin, RandomOrder, TopKConfidence
 from .learned import LearnedPolicy
 
@@ -19,11 +19,9 @@ POLICIES: dict[str, type] = {
     "entropy": Entropy,
     "eb_sampler": EBSampler,
     "learned": LearnedPolicy,
+    "eos_rejection": EOSEarlyRejection,
+    "eos_rejection_ass": EOSRejectionASS,
 }
-# EOSER / EOSER + ASS read which proposals are EOS (`StepContext.proposal_is_eos`): listed (app, CLI)
-# only once the sampler passes that flag. build_policy knows them always (the evaluator feeds the flag).
-if sampler_passes_eos():
-    POLICIES.update(EOS_POLICIES)
 
 
 def policy_params(name: str) -> list[dataclasses.Field]:
@@ -68,8 +66,6 @@ def parse_params(pairs: list[str] | None) -> dict[str, str]:
 
 
 def _lookup(name: str) -> type:
-    if name in EOS_POLICIES:
-        return EOS_POLICIES[name]
     if name not in POLICIES:
         raise ValueError(f"unknown policy {name!r}; registered: {sorted(POLICIES)}")
     return POLICIES[name]
@@ -92,5 +88,5 @@ def _convert(key: str, value: str, hint) -> object:
         raise ValueError(f"parameter {key}={value!r}: expected {getattr(target, '__name__', target)}") from None
 
 
-__all__ = ["POLICIES", "EOS_POLICIES", "EOSEarlyRejection", "EOSRejectionASS", "StepContext", "UnmaskPolicy", "build_policy", "describe_policies", "parse_params",
-           "policy_params", "LearnedPolicy"]
+__all__ = ["POLICIES", "EOSEarlyRejection", "EOSRejectionASS", "StepContext", "UnmaskPolicy", "build_policy",
+           "describe_policies", "parse_params", "policy_params", "LearnedPolicy"]

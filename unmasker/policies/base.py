@@ -13,8 +13,9 @@ import torch
 
 
 # The per-position features a StepContext carries. confidence and token_prob cost nothing extra
-# (they come with the softmax the proposal needs); margin and entropy do (issue 24).
-FEATURES = ("confidence", "token_prob", "margin", "entropy")
+# (they come with the softmax the proposal needs); margin and entropy do (issue 24);
+# proposal_is_eos is cheap but needs the model's EOS ids, so it too is computed only when read.
+FEATURES = ("confidence", "token_prob", "margin", "entropy", "proposal_is_eos")
 
 
 def features_read(policy) -> frozenset[str]:
@@ -71,8 +72,12 @@ class StepContext:
         `low_confidence` score under temperature).
     margin: (B, L) float, p(top1) - p(top2).
     entropy: (B, L) float, entropy of p in nats.
-        margin and entropy are computed only for a policy whose `reads` names them (see
-        `features_read`); otherwise they are a `NotComputed` that raises on use.
+    proposal_is_eos: (B, L) bool, the proposal the sampler would commit at this position (the
+        top-1 token when greedy) is one of the model's end-of-text ids (`DLLM.eos_ids`, which the
+        embedded model also pads its canvas with). EOS Early Rejection reads it (arXiv 2509.23924).
+        margin, entropy and proposal_is_eos are computed only for a policy whose `reads` names
+        them (see `features_read`); otherwise they are a `NotComputed` that raises on use (None in
+        a context built by hand without it).
     masked: (B, L) bool, still masked.
     eligible: (B, L) bool, masked, inside the current block, and the sample still has work.
     t: (B,) float, NFE used so far / L (paper 2.1: not the masked fraction).
@@ -92,6 +97,7 @@ class StepContext:
     block_length: int
     gen_length: int
     generator: torch.Generator | None = None
+    proposal_is_eos: torch.Tensor | NotComputed | None = None
 
 
 @runtime_checkable

@@ -15,44 +15,26 @@ confident EOS padding first (definitions from the authors' code, yjyddq/EOSER-AS
   (M = 128: 1, 2, 4, 8, 16, 32, 65 in 7 passes), with the EOS factor
   gamma_min + (gamma_max - gamma_min) * (2^(i+1) - 1) / 2^S. gamma_min = gamma_max = 1 is ASS alone.
 
-Both must know which proposals are EOS: the context must carry `proposal_is_eos` (B, L) bool
-(`EOSStepContext`). The sampler does not pass it yet, so these rules are not in `POLICIES` (the app
-and the CLI list) until it does (`sampler_passes_eos`); the evaluator feeds the flag itself
-(`training.oracle.ProposalFeed`), greedy dLLM only. Every rule commits at least one eligible
-position per sample that still has work.
+Both read which proposals are EOS (`StepContext.proposal_is_eos`, declared in `reads`, so the
+sampler computes it for them only). Every rule commits at least one eligible position per sample
+that still has work.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 import torch
 
 from .base import StepContext, schedule_count, top_n_mask
 
-EOS_FLAG = "proposal_is_eos"
-
-
-@dataclass(frozen=True)
-class EOSStepContext(StepContext):
-    """A StepContext that also says which positions' current proposal is an EOS token (B, L) bool."""
-
-    proposal_is_eos: torch.Tensor | None = None
-
-
-def sampler_passes_eos() -> bool:
-    """True once the sampler's own StepContext carries the EOS flag (then these rules are registered)."""
-    return EOS_FLAG in {f.name for f in dataclasses.fields(StepContext)}
-
 
 def eos_flags(ctx: StepContext, policy) -> torch.Tensor:
-    flags = getattr(ctx, EOS_FLAG, None)
-    if flags is None:
-        raise ValueError(f"{type(policy).__name__} needs ctx.{EOS_FLAG} (which proposals are an EOS token); "
-                         "this sampler's StepContext does not carry it. training.oracle.ProposalFeed supplies it "
-                         "for a greedy dLLM (python -m training.evaluate does this).")
-    return flags
+    """ctx.proposal_is_eos (B, L) bool, or a ValueError naming it when the context lacks it."""
+    if ctx.proposal_is_eos is None:
+        raise ValueError(f"{type(policy).__name__} needs ctx.proposal_is_eos (which proposals are an EOS token); "
+                         "this context was built without it (unmasker.iter_unmask passes it)")
+    return ctx.proposal_is_eos
 
 
 def _check_gammas(lo, hi):
@@ -77,8 +59,7 @@ class EOSEarlyRejection:
     eos_min_gamma: float = field(default=0.4, metadata={"help": "EOS confidence factor at a block's first step, in [0, 1]"})
     eos_max_gamma: float = field(default=1.0, metadata={"help": "EOS confidence factor at a block's last step, in [min, 1]"})
 
-    reads = frozenset({"token_prob"})
-    needs = frozenset({EOS_FLAG})
+    reads = frozenset({"token_prob", "proposal_is_eos"})  # policies/base.py features_read
 
     def __post_init__(self):
         if not isinstance(self.k, int) or isinstance(self.k, bool) or self.k < 1:
@@ -118,8 +99,7 @@ class EOSRejectionASS:
     eos_min_gamma: float = field(default=0.01, metadata={"help": "EOS confidence factor before the first step, in [0, 1]"})
     eos_max_gamma: float = field(default=1.0, metadata={"help": "EOS confidence factor it ascends to, in [min, 1]"})
 
-    reads = frozenset({"token_prob"})
-    needs = frozenset({EOS_FLAG})
+    reads = frozenset({"token_prob", "proposal_is_eos"})  # policies/base.py features_read
 
     def __post_init__(self):
         _check_gammas(self.eos_min_gamma, self.eos_max_gamma)
@@ -137,6 +117,3 @@ class EOSRejectionASS:
         n = torch.where(n < 1, ctx.eligible.sum(-1), n)
         return top_n_mask(_scaled(ctx, eos, self.gamma(ctx)), ctx.eligible, n)
 
-
-# registered by unmasker.policies once the sampler passes `proposal_is_eos` (see the module docstring)
-EOS_POLICIES: dict[str, type] = {"eos_rejection": EOSEarlyRejection, "eos_rejection_ass": EOSRejectionASS}
