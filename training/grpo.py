@@ -76,17 +76,22 @@ class RolloutBatch:
     tokens: torch.Tensor      # (N, L) final generation
     nfe: torch.Tensor         # (N,)
     texts: list
+    proposals: torch.Tensor | None = None  # (S, N, L) long, the loop's proposals (`keep_proposals`)
 
     @property
     def active(self) -> torch.Tensor:
         return self.eligible.any(-1)
 
 
-def rollout(dllm, policy, prompts, config: SamplerConfig, seed: int, score_all_masked: bool = False) -> RolloutBatch:
+def rollout(dllm, policy, prompts, config: SamplerConfig, seed: int, score_all_masked: bool = False,
+            keep_proposals: bool = False) -> RolloutBatch:
     """Run the sampler once and record what GRPO needs. `score_all_masked` scores every masked
     position of the sequence instead of the block's eligible ones (expert steering: the policy
-    learns to mimic the expert block-agnostically, paper 7)."""
+    learns to mimic the expert block-agnostically, paper 7). `keep_proposals` also records the
+    proposals (what the oracle's labels compare, training/distill.py)."""
     rec = {k: [] for k in ("confidence", "masked", "t", "eligible", "actions")}
+    if keep_proposals:
+        rec["proposals"] = []
     last = None
     try:
         for step in iter_unmask(dllm, policy, prompts, config, seed):
@@ -96,6 +101,8 @@ def rollout(dllm, policy, prompts, config: SamplerConfig, seed: int, score_all_m
             rec["t"].append(step.t.cpu())
             rec["eligible"].append(scored.cpu())
             rec["actions"].append(step.committed.cpu())
+            if keep_proposals:
+                rec["proposals"].append(step.proposals.cpu())
             last = step
     except torch.OutOfMemoryError as err:
         n = len(prompts[0]) if isinstance(prompts, tuple) else len(prompts)

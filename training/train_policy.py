@@ -1,4 +1,7 @@
-"""Train the learned unmasking policy with GRPO, the dLLM frozen (paper section 3).
+"""Train the learned unmasking policy with GRPO, the dLLM frozen (paper section 3), optionally
+from an oracle-distilled warm start (`--distill_rounds N`, issue 21; training/distill.py): N
+DAgger rounds of supervised imitation of the oracle, each saved, then GRPO from that network
+(`--distill_only` stops after the warm start; a later run without it continues into GRPO).
 
 Each step: P prompts x G rollouts through the one sampling loop (policy Bernoulli actions,
 no fallback, dLLM greedy), reward = correct x ((L - NFE + 1) / L)^alpha, advantage = reward -
@@ -26,6 +29,7 @@ from .schedules import warmup_cosine
 # runs) is read with weights_only=True only, and replaced at the next save.
 STATE_FILE = "train_state/state.safetensors"
 LEGACY_STATE_FILE = "train_state/state.pt"
+DISTILL_STATES_FILE = "train_state/distill_states.safetensors"  # the warm start's aggregated labelled states
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,17 @@ class PolicyTrainConfig:
     init_checkpoint: str = field(default="", metadata={"help": "start from this policy instead of the smart init"})
     init_bias: float = field(default=-2.0, metadata={"help": "smart-init output bias (paper -2: sigmoid = 0.12 per position "
                                                             "and step; raise it for short blocks so rollouts can finish)"})
+    distill_rounds: int = field(default=0, metadata={
+        "help": "oracle-distillation warm start: DAgger rounds before GRPO (0 = none). Each round labels the "
+                "states of rollouts (the oracle's in round 1, the policy's after) with the oracle's decisions, "
+                "adds them to the aggregate and fits a masked BCE; progress goes to metrics.jsonl; each round is "
+                "saved, so an interrupted run resumes at the next round"})
+    distill_only: bool = field(default=False, metadata={"help": "stop after the warm start (no GRPO); rerun "
+                                                               "without it to continue into GRPO"})
+    distill_prompts: int = field(default=32, metadata={"help": "prompts rolled out and labelled per distillation round"})
+    distill_steps: int = field(default=200, metadata={"help": "supervised AdamW steps per round on the aggregate"})
+    distill_batch: int = field(default=256, metadata={"help": "states per supervised step"})
+    distill_lr: float = field(default=1e-3, metadata={"help": "AdamW learning rate of the warm start (constant)"})
     save_every: int = field(default=5, metadata={"help": "resumable state every N rounds"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0 = default)"})
     seed: int = field(default=123, metadata={"help": "seed (init, prompts, rollouts)"})
@@ -74,9 +89,16 @@ class PolicyTrainConfig:
             raise ValueError(f"reward={self.reward!r}: expected one of {sorted(grpo.REWARDS)}")
         if not (self.alpha >= 0 and math.isfinite(self.alpha)):
             raise ValueError(f"alpha={self.alpha!r}: must be a finite number >= 0")
-        for k in ("group_size", "prompts_per_step", "mu", "max_steps", "eval_every", "eval_problems", "save_every"):
-            if getattr(self, k) < 1:
-                raise ValueError(f"{k}={getattr(self, k)!r}: must be >= 1")
+        for k in ("group_size", "prompts_per_step", "mu", "max_steps", "eval_every", "eval_problems", "save_every",
+                  "distill_prompts", "distill_steps", "distill_batch"):
+            if not isinstance(getattr(self, k), int) or getattr(self, k) < 1:
+                raise ValueError(f"{k}={getattr(self, k)!r}: must be an integer >= 1")
+        if not isinstance(self.distill_rounds, int) or self.distill_rounds < 0:
+            raise ValueError(f"distill_rounds={self.distill_rounds!r}: must be an integer >= 0")
+        if self.distill_only and not self.distill_rounds:
+            raise ValueError("distill_only=True needs distill_rounds >= 1")
+        if not (self.distill_lr > 0 and math.isfinite(self.distill_lr)):
+            raise ValueError(f"distill_lr={self.distill_lr!r}: must be a finite number > 0")
         if self.group_size < 2:
             raise ValueError(f"group_size={self.group_size}: GRPO needs at least 2 rollouts per prompt")
         if not (0 < self.epsilon < 1):
@@ -107,13 +129,15 @@ def _prompts(task, rng, n, split="train"):
     return [task.sample(rng, split) for _ in range(n)]
 
 
-def validate(dllm, net, task, problems, cfg: PolicyTrainConfig, batch=64) -> dict:
-    """Accuracy, mean NFE and mean reward on validation problems, test-time settings (fallback)."""
+def validate(dllm, net, task, problems, cfg: PolicyTrainConfig, batch=64, temperature: float | None = None) -> dict:
+    """Accuracy, mean NFE and mean reward on validation problems, test-time settings (fallback;
+    policy temperature `temperature`, default the config's evaluation temperature)."""
     from unmasker.policies import LearnedPolicy
     from unmasker.sampler import generate
 
     scfg = cfg.sampler_config()
-    policy = LearnedPolicy(net=net, temperature=cfg.eval_policy_temperature(), fallback=True)
+    temperature = cfg.eval_policy_temperature() if temperature is None else temperature
+    policy = LearnedPolicy(net=net, temperature=temperature, fallback=True)
     correct, nfe = [], []
     for i in range(0, len(problems), batch):
         chunk = problems[i:i + batch]
@@ -154,7 +178,8 @@ def train(cfg: PolicyTrainConfig) -> dict:
     os.makedirs(os.path.join(cfg.output_dir, "train_state"), exist_ok=True)
     state_path = os.path.join(cfg.output_dir, STATE_FILE)
     log_path = os.path.join(cfg.output_dir, "metrics.jsonl")
-    state = {"step": 0, "wall": 0.0, "best": -float("inf"), "best_eval": None, "rollouts": 0, "rollout_seconds": 0.0}
+    state = {"step": 0, "wall": 0.0, "best": -float("inf"), "best_eval": None, "rollouts": 0, "rollout_seconds": 0.0,
+             "phase": "distill" if cfg.distill_rounds else "grpo", "distill_round": 0, "distill_states": 0}
     saved, saved_path = None, None
     if cfg.resume:
         saved, saved_path = _load_resume_state(cfg.output_dir)
@@ -163,10 +188,21 @@ def train(cfg: PolicyTrainConfig) -> dict:
             raise ValueError(f"{saved_path} was written with a different configuration; use another --output_dir "
                              "or --resume false")
         raw.load_state_dict(saved["net"])
-        opt.load_state_dict(saved["opt"])
-        sched.load_state_dict(saved["sched"])
-        state = saved["state"]
+        state = {"phase": "grpo", "distill_round": 0, "distill_states": 0, **saved["state"]}  # older runs: GRPO only
+        if state["phase"] == "grpo":  # else the saved optimiser is the warm start's (see _distill)
+            opt.load_state_dict(saved["opt"])
+            sched.load_state_dict(saved["sched"])
     val_problems = task.problems("validation", cfg.eval_problems)
+    start = time.time()
+    if state["phase"] == "distill":
+        if not _distill(cfg, acc, net, dllm, task, state, saved, val_problems, start):  # out of time; rounds saved
+            return {"step": 0, "distill_round": state["distill_round"], "best_eval": state["best_eval"]}
+        if acc.is_main_process:  # the warm start is done: GRPO begins from it with a fresh optimiser
+            _save_state(state_path, raw, opt, sched, cfg, state, time.time() - start)
+    if cfg.distill_only:
+        if acc.is_main_process:
+            _finish_card(cfg.output_dir, state, time.time() - start)
+        return {"step": state["step"], "distill_round": state["distill_round"], "best_eval": state["best_eval"]}
     expert = ConfidenceThreshold(cfg.expert_threshold) if cfg.expert_steering else None
     expert_cfg = None
     if expert is not None:
@@ -174,7 +210,6 @@ def train(cfg: PolicyTrainConfig) -> dict:
 
         expert_cfg = SamplerConfig(gen_length=L, block_length=cfg.expert_block_length or task.block_length)
     G, P = cfg.group_size, cfg.prompts_per_step
-    start = time.time()
     bar = tqdm(total=cfg.max_steps, initial=state["step"], disable=not acc.is_main_process, desc="GRPO")
     while state["step"] < cfg.max_steps and (time.time() - start) / 60 < cfg.max_minutes:
         step = state["step"]
@@ -251,7 +286,111 @@ def train(cfg: PolicyTrainConfig) -> dict:
             state["best_eval"] = {**validate(dllm, raw, task, val_problems, cfg), "step": state["step"]}
             _save_policy(raw, cfg, state, time.time() - start)
         _finish_card(cfg.output_dir, state, time.time() - start)
-    return {"step": state["step"], "best_eval": state["best_eval"]}
+    return {"step": state["step"], "distill_round": state["distill_round"], "best_eval": state["best_eval"]}
+
+
+def _distill(cfg, acc, net, dllm, task, state, saved, val_problems, start) -> bool:
+    """The oracle-distilled warm start (training/distill.py), from round `state["distill_round"]`
+    on: per round, label the states of one rollout with the oracle's decisions, aggregate, fit,
+    log, save (the network, this stage's AdamW, the aggregate). Ends with the distilled network
+    validated and saved as the best so far, `state["phase"]` = "grpo". False when the time budget
+    ran out first (everything up to the last finished round is saved)."""
+    from unmasker.policies import LearnedPolicy
+
+    from . import distill
+    from .oracle import Oracle
+
+    raw = acc.unwrap_model(net)
+    scfg = cfg.sampler_config()
+    opt = acc.prepare(torch.optim.AdamW(raw.parameters(), lr=cfg.distill_lr, betas=(0.9, 0.99),
+                                        weight_decay=cfg.weight_decay))
+    if saved is not None and saved["state"].get("phase") == "distill":
+        opt.load_state_dict(saved["opt"])
+    data_path = os.path.join(cfg.output_dir, DISTILL_STATES_FILE)
+    data = _load_states(data_path, state["distill_states"])
+    log_path = os.path.join(cfg.output_dir, "metrics.jsonl")
+    while state["distill_round"] < cfg.distill_rounds:
+        if (time.time() - start) / 60 >= cfg.max_minutes:
+            return False
+        r = state["distill_round"]
+        rng = random.Random(f"{cfg.seed}/distill/{r}/{acc.process_index}")
+        prompts = [p.prompt for p in _prompts(task, rng, cfg.distill_prompts)]
+        raw.eval()
+        tap, oracle = Oracle().prepare(dllm, prompts, scfg, seed=0)  # the one-token-per-step reference decode
+        if r == 0:  # DAgger's first round: the expert's own states
+            roll_dllm, policy = tap, oracle
+        else:  # then the states the current policy visits (sampled at the training temperature)
+            roll_dllm, policy = dllm, LearnedPolicy(net=raw, temperature=cfg.train_temperature, fallback=True)
+        new, batch = distill.collect(roll_dllm, policy, prompts, scfg, oracle.reference.tokens,
+                                     seed=rng.randrange(2**31))
+        before = distill.imitation_stats(raw, new, cfg.train_temperature)  # on states it has not been fit to
+        data = new if data is None else data.cat(new)
+        raw.train()
+        losses = distill.fit(net, opt, data, cfg.distill_steps, cfg.distill_batch,
+                             torch.Generator().manual_seed(rng.randrange(2**31)), cfg.train_temperature,
+                             cfg.max_grad_norm, acc.backward, acc.clip_grad_norm_)
+        raw.eval()
+        after = distill.imitation_stats(raw, data, cfg.train_temperature)
+        greedy = validate(dllm, raw, task, val_problems, cfg, temperature=distill.GREEDY_TEMPERATURE)
+        state["distill_round"], state["distill_states"] = r + 1, len(data)
+        record = {"stage": "distill", "round": r + 1, "rollout_policy": "oracle" if r == 0 else "policy",
+                  "rollout_nfe": batch.nfe.float().mean().item(), "reference_nfe": oracle.reference.nfe.float().mean().item(),
+                  "states_new": len(new), "states": len(data), "bce_new_states_before": before["bce"],
+                  "agreement_new_states_before": before["agreement"], "bce": after["bce"],
+                  "agreement": after["agreement"], "oracle_commit_rate": after["oracle_commit_rate"],
+                  "loss_first": losses[0], "loss_last": losses[-1], "greedy_val": greedy,
+                  "wall_min": (state["wall"] + time.time() - start) / 60}
+        if state["distill_round"] == cfg.distill_rounds:
+            record["val_distilled"] = validate(dllm, raw, task, val_problems, cfg)
+            state["best"], state["best_eval"] = record["val_distilled"]["reward"], {**record["val_distilled"], "step": 0}
+            state["phase"] = "grpo"
+        if acc.is_main_process:
+            with open(log_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+            print(json.dumps({k: v for k, v in record.items() if k not in ("stage",)}), flush=True)
+            _save_states(data_path, data)  # before the state that counts it (a kill in between is harmless)
+            if state["phase"] == "grpo":
+                _save_policy(raw, cfg, state, time.time() - start)
+            else:
+                _save_state(os.path.join(cfg.output_dir, STATE_FILE), raw, opt, _NO_SCHEDULE, cfg, state,
+                            time.time() - start)
+    return True
+
+
+class _NoSchedule:
+    """The warm start's learning rate is constant: nothing to save for its schedule."""
+
+    @staticmethod
+    def state_dict():
+        return {}
+
+
+_NO_SCHEDULE = _NoSchedule()
+
+
+def _save_states(path: str, states) -> None:
+    from safetensors.torch import save_file
+
+    tmp = path + ".tmp"
+    save_file(states.tensors(), tmp)
+    os.replace(tmp, path)
+
+
+def _load_states(path: str, n: int):
+    """The first `n` aggregated states of an interrupted warm start (None when n = 0)."""
+    from safetensors.torch import load_file
+
+    from .distill import States
+
+    if not n:
+        return None
+    if not os.path.exists(path):
+        raise ValueError(f"{path} is missing, but the saved state counts {n} distillation states; "
+                         "use another --output_dir or --resume false")
+    data = States.from_tensors(load_file(path))
+    if len(data) < n:
+        raise ValueError(f"{path} holds {len(data)} states, the saved state counts {n}")
+    return data.take(slice(0, n))
 
 
 def _finish_card(output_dir, state, run_seconds):
@@ -267,8 +406,12 @@ def _finish_card(output_dir, state, run_seconds):
 
 
 def _resume_key(config: dict) -> dict:
-    """Fields that may change between a run and its resumption (budgets, threads)."""
-    return {k: v for k, v in config.items() if k not in ("max_minutes", "max_steps", "resume", "threads")}
+    """The fields that must match between a run and its resumption: all but budgets, threads,
+    distill_only (a warm start may continue into GRPO) and output_dir (a run folder may be moved
+    or copied). A field an older run did not save counts as its default."""
+    full = {**asdict(PolicyTrainConfig()), **config}
+    exempt = ("max_minutes", "max_steps", "resume", "threads", "distill_only", "output_dir")
+    return {k: v for k, v in full.items() if k not in exempt}
 
 
 def _steer(logp, is_expert, G, n_expert):
