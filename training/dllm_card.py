@@ -84,18 +84,14 @@ def measure_row(dllm, task_name, policy_name, params, block, gen_length=None, *,
 
 
 class RowCache:
-    """Rows already measured for these exact weights, one JSON line each under `folder` (a card
-    run at n = 1000 takes an hour on 2 cores: an interrupted one resumes row by row)."""
+    """Rows already measured for these exact weights, one JSON line each under `folder`, so an
+    interrupted card run (minutes to an hour on 2 cores) resumes row by row."""
 
     def __init__(self, folder: str, model_dir: str):
-        import hashlib
+        from .evaluate import file_digest
 
-        self.path = None
-        weights = os.path.join(model_dir, "model.safetensors")
-        if folder and os.path.exists(weights):
-            with open(weights, "rb") as f:
-                digest = hashlib.sha256(f.read()).hexdigest()[:12]
-            self.path = os.path.join(folder, f"{digest}.jsonl")  # the weights, wherever the folder moves
+        digest = file_digest(model_dir, "model.safetensors") if folder else None  # named by the weights, not the folder
+        self.path = os.path.join(folder, f"{digest}.jsonl") if digest else None
         self.rows = {}
         if self.path and os.path.exists(self.path):
             for line in open(self.path):
