@@ -81,14 +81,16 @@ def policy_field_names(name: str) -> set[str]:
     return {f.name for f in policy_params(name)} if name and name != views.OFF else set()
 
 
-def pick_checkpoint(resources: Resources, task: str) -> str:
-    """The shipped policy that best fits `task` at its default (semi-AR) block length: trained on
-    the loaded dLLM, on the task, at that block length, multiplicative reward, alpha closest to 1;
-    or RANDOM_INIT."""
+def pick_checkpoint(resources: Resources, task: str, block_length=None) -> str:
+    """The shipped policy that best fits `task` at `block_length` (default: the task's semi-AR
+    block; the generation length for full diffusion): trained on the loaded dLLM, on the task, at
+    that block length, multiplicative reward, alpha closest to 1; or RANDOM_INIT."""
     usable = [p for p in resources.policies.values() if p.net is not None]
     if not usable:
         return RANDOM_INIT
-    block = resources.tasks[task].block_length if task in resources.tasks else None
+    block = block_length
+    if block is None:
+        block = resources.tasks[task].block_length if task in resources.tasks else None
 
     def fit(p):
         c = p.card
@@ -488,7 +490,19 @@ def build_demo(resources: Resources, concurrency: int = 2, session_ttl: float = 
             preprocess=False)  # raw values: run_columns checks each one and says what is wrong
         draw_btn.click(new_problem, [task, draws], [prompt, gen_length, block_length, drawn, draws, problem_md,
                                                    *ckpt_dds], api_name="new_problem")
-        full_btn.click(lambda g: g, gen_length, block_length, queue=False, api_visibility="private")
+        def setting_checkpoint(task_name, block):
+            """The learned columns follow the setting: the best shipped policy for this block length."""
+            try:
+                block = _as_int("block_length", block)
+            except ValueError:
+                return [gr.skip() for _ in ckpt_dds]
+            ckpt = pick_checkpoint(resources, task_name, block)
+            return [gr.update(value=ckpt) for _ in ckpt_dds]
+
+        full_btn.click(lambda g: g, gen_length, block_length, queue=False, api_visibility="private").then(
+            setting_checkpoint, [task, block_length], ckpt_dds, queue=False, api_visibility="private")
+        block_length.input(setting_checkpoint, [task, block_length], ckpt_dds, queue=False,
+                           api_visibility="private", trigger_mode="always_last")
         # Said before running: typed words the model cannot read (also an API endpoint).
         prompt.change(lambda text: vocab_check(resources, text)[1], prompt, vocab_md, queue=False,
                       api_name="check_prompt", trigger_mode="always_last", show_progress="hidden")

@@ -11,6 +11,9 @@ MINUTES128=${MINUTES128:-45}
 THREADS=${THREADS:-2}  # 1 when an evaluation shares the 2 cores
 # CPU scale: 4 prompts x 8 rollouts per round, validation on 64 problems every 5 rounds
 SCALE="--prompts_per_step 4 --eval_every 5 --eval_problems 64"
+# v3-*: the paper's batch, 16 prompts x 8 rollouts, a 300-round cosine, validation on 256 problems every 20
+# rounds; one session runs part of it (MINUTES_V3 per call), rerunning the script resumes
+PAPER_SCALE="--prompts_per_step 16 --max_steps 300 --eval_every 20 --eval_problems 256 --seed 11 --max_minutes ${MINUTES_V3:-60}"
 mkdir -p logs
 run() {
   local name=$1; shift
@@ -25,8 +28,12 @@ run() {
 # answers, where the confidence heuristics commit EOS first; see checkpoints/tiny-dllm-v2/card.json).
 # full128c-*: the same, starting from the L = 48 full-diffusion policy (train that one first).
 # full128-long-*: the RL-budget run, full128-a* continued for 210 more rounds at lr 3e-4 (train full128-a* first).
-for name in ${ONLY:-full128-a1 full-a1 full128-es-a1 full128c-a1 full128-long-a1 semiar-a1 sudoku-a1 semiar-a3 full-a3 semiar-a0.3 full-a0.3 semiar-additive-a1 full-es-a1 semiar-b-a1 full128-a3 full128-a0.3 full128-es-a3 full128-es-a0.3 semiar-additive300-a1 full128-additive-a3}; do
+for name in ${ONLY:-v3-semiar-dist-a1 v3-semiar-a1 full128-a1 full-a1 full128-es-a1 full128c-a1 full128-long-a1 semiar-a1 sudoku-a1 semiar-a3 full-a3 semiar-a0.3 full-a0.3 semiar-additive-a1 full-es-a1 semiar-b-a1 full128-a3 full128-a0.3 full128-es-a3 full128-es-a0.3 semiar-additive300-a1 full128-additive-a3}; do
   case $name in
+    v3-semiar-dist-a*) run "$name" --model checkpoints/tiny-dllm --task word_problems --alpha "${name#v3-semiar-dist-a}" \
+                         --init_bias -1 $PAPER_SCALE --distill_rounds 6 --distill_prompts 64 ;;  # oracle-distilled warm start
+    v3-semiar-a*) run "$name" --model checkpoints/tiny-dllm --task word_problems --alpha "${name#v3-semiar-a}" \
+                    --init_bias -1 $PAPER_SCALE ;;  # the same run from the smart init
     full128-long-a*) run "$name" --task word_problems --full_diffusion true --gen_length 128 --alpha "${name#full128-long-a}" \
                        --init_checkpoint "checkpoints/policies/full128-a${name#full128-long-a}" --lr 3e-4 \
                        --max_steps 210 --max_minutes "${MINUTES_LONG:-90}" ;;  # RL budget: 99 + 210 rounds (argparse: last flag wins)

@@ -326,7 +326,8 @@ def test_default_learned_column_prefers_a_policy_trained_on_the_loaded_model():
 
     policies = dict([pol("a1", "checkpoints/tiny-dllm"), pol("b1", "checkpoints/tiny-dllm-b/"),
                      pol("b-sudoku", "checkpoints/tiny-dllm-b", task="sudoku", block=4),
-                     pol("a3", "checkpoints/tiny-dllm", alpha=3.0)])
+                     pol("a3", "checkpoints/tiny-dllm", alpha=3.0),
+                     pol("full-a1", "checkpoints/tiny-dllm", block=48)])
     tasks = {"word_problems": SimpleNamespace(block_length=8), "sudoku": SimpleNamespace(block_length=4)}
 
     def res(model_name):
@@ -338,6 +339,9 @@ def test_default_learned_column_prefers_a_policy_trained_on_the_loaded_model():
     assert compare.pick_checkpoint(res("tiny-dllm-b"), "sudoku") == "b-sudoku"
     assert compare.pick_checkpoint(res(None), "sudoku") == "b-sudoku"     # unknown model: task first
     assert compare.pick_checkpoint(res("tiny-dllm"), "sorting") == "a1"   # no policy for it: the model's alpha-1 one
+    # the setting decides too: full diffusion (block = L = 48) picks the policy trained there
+    assert compare.pick_checkpoint(res("tiny-dllm"), "word_problems", 48) == "full-a1"
+    assert compare.pick_checkpoint(res("tiny-dllm"), "word_problems", 8) == "a1"
 
 
 def test_app_exits_with_a_clear_message_when_the_model_cannot_load(tmp_path, capsys):
