@@ -170,7 +170,7 @@ def test_semi_ar_commits_follow_the_policy_step_by_step(embedded):
 @needs_embedded
 def test_learned_policy_in_the_pipeline_is_seeded_and_reports_nfe(embedded):
     prompt = "Tom has 3 pens . He buys 4 more . How many pens does Tom have now ?"
-    params = {"checkpoint": os.path.join(POLICIES, "semiar-a1"), "temperature": 0.5}
+    params = {"checkpoint": os.path.join(POLICIES, "v3-semiar-a1"), "temperature": 0.5}
     runs = []
     for _ in range(2):
         sch = UnmaskPolicyScheduler(policy="learned", policy_params=params, block_length=8, gen_length=48, seed=3)
@@ -204,7 +204,7 @@ def test_adapter_makes_left_padding_invisible(embedded):
 
 @needs_embedded
 def test_scheduler_config_round_trip(embedded, tmp_path):
-    params = {"checkpoint": os.path.join(POLICIES, "semiar-a1"), "temperature": 0.5}
+    params = {"checkpoint": os.path.join(POLICIES, "v3-semiar-a1"), "temperature": 0.5}
     sch = UnmaskPolicyScheduler(policy="learned", policy_params=params, block_length=8, gen_length=48, seed=1)
     sch.save_pretrained(str(tmp_path))
     again = UnmaskPolicyScheduler.from_pretrained(str(tmp_path))

@@ -34,7 +34,7 @@ DISTILL_STATES_FILE = "train_state/distill_states.safetensors"  # the warm start
 
 @dataclass(frozen=True)
 class PolicyTrainConfig:
-    output_dir: str = field(default="checkpoints/policies/semiar-a1", metadata={"help": "policy folder to write"})
+    output_dir: str = field(default="runs/policies/semiar-a1", metadata={"help": "policy folder to write (a shipped policy is retrained by naming its folder, as scripts/train_shipped_policies.sh does)"})
     model: str = field(default="checkpoints/tiny-dllm", metadata={"help": "frozen dLLM (folder or hub id)"})
     task: str = field(default="word_problems", metadata={"help": "training task family"})
     gen_length: int = field(default=0, metadata={"help": "generation length L (0 = the task's)"})

@@ -56,7 +56,7 @@ class UnmaskPolicyScheduler(SchedulerMixin, ConfigMixin):
     """Commit the masked positions a registry policy selects (`unmasker.POLICIES`).
 
     policy / policy_params: a registry name and its parameters, e.g. ``"learned"``,
-    ``{"checkpoint": "checkpoints/policies/semiar-a1", "temperature": 0.5}``.
+    ``{"checkpoint": "checkpoints/policies/v3-semiar-a1", "temperature": 0.5}``.
     gen_length: the pipeline call's `gen_length`; the learned policy's time input is NFE / gen_length.
     seed: seeds the policy's own randomness (Bernoulli draws) at every pipeline call.
     eos_token_id: the model's end-of-text id(s), needed by a policy that reads
