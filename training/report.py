@@ -361,14 +361,12 @@ def training_rows(grid: Grid, sec: Section, policies_dir: str | None = None) -> 
             parent, offset = _continued_from(path)
             with open(os.path.join(path, "metrics.jsonl")) as f:
                 for rec in map(json.loads, filter(str.strip, f)):
-                    if "val_distilled" in rec:  # the oracle-distilled warm start, before GRPO round 1
-                        rows.append({"line": v.checkpoint, "method": mid, "step": offset, "continued_from": parent,
-                                     "wall_min": rec.get("wall_min"),
-                                     **{f"val_{k}": x for k, x in rec["val_distilled"].items()}})
-                    if "val" in rec:
-                        rows.append({"line": v.checkpoint, "method": mid, "step": rec["step"] + offset,
-                                     "continued_from": parent, "wall_min": rec.get("wall_min"),
-                                     **{f"val_{k}": x for k, x in rec["val"].items()}})
+                    # "val_distilled": the oracle-distilled warm start, validated before GRPO round 1
+                    for key, step in (("val_distilled", 0), ("val", rec.get("step"))):
+                        if key in rec:
+                            rows.append({"line": v.checkpoint, "method": mid, "step": step + offset,
+                                         "continued_from": parent, "wall_min": rec.get("wall_min"),
+                                         **{f"val_{k}": x for k, x in rec[key].items()}})
     return rows
 
 
