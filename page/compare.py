@@ -84,7 +84,8 @@ def policy_field_names(name: str) -> set[str]:
 def pick_checkpoint(resources: Resources, task: str, block_length=None) -> str:
     """The shipped policy that best fits `task` at `block_length` (default: the task's semi-AR
     block; the generation length for full diffusion): trained on the loaded dLLM, on the task, at
-    that block length, multiplicative reward, alpha closest to 1; or RANDOM_INIT."""
+    that block length (else the nearest one), multiplicative reward, alpha closest to 1, then the
+    best validation reward; or RANDOM_INIT."""
     usable = [p for p in resources.policies.values() if p.net is not None]
     if not usable:
         return RANDOM_INIT
@@ -96,8 +97,9 @@ def pick_checkpoint(resources: Resources, task: str, block_length=None) -> str:
         c = p.card
         trained_on = os.path.basename(str(c.get("model", "")).rstrip("/"))
         return (trained_on == resources.model_card.get("name"), c.get("task") == task,
-                c.get("block_length") == block, c.get("reward") == "multiplicative",
-                -abs(float(c.get("alpha", 1.0)) - 1.0))
+                c.get("block_length") == block, -abs(int(c.get("block_length") or 0) - int(block or 0)),
+                c.get("reward") == "multiplicative",
+                -abs(float(c.get("alpha", 1.0)) - 1.0), float(c.get("val_reward") or 0.0))
 
     return max(usable, key=fit).name
 

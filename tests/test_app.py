@@ -320,14 +320,16 @@ def test_default_learned_column_prefers_a_policy_trained_on_the_loaded_model():
 
     from page import compare
 
-    def pol(name, model, task="word_problems", block=8, alpha=1.0):
-        card = {"model": model, "task": task, "block_length": block, "reward": "multiplicative", "alpha": alpha}
+    def pol(name, model, task="word_problems", block=8, alpha=1.0, val_reward=0.5):
+        card = {"model": model, "task": task, "block_length": block, "reward": "multiplicative", "alpha": alpha,
+                "val_reward": val_reward}
         return name, compare.ShippedPolicy(name=name, path=name, card=card, net=object())
 
     policies = dict([pol("a1", "checkpoints/tiny-dllm"), pol("b1", "checkpoints/tiny-dllm-b/"),
                      pol("b-sudoku", "checkpoints/tiny-dllm-b", task="sudoku", block=4),
                      pol("a3", "checkpoints/tiny-dllm", alpha=3.0),
-                     pol("full-a1", "checkpoints/tiny-dllm", block=48)])
+                     pol("full-a1", "checkpoints/tiny-dllm", block=48),
+                     pol("a1-worse", "checkpoints/tiny-dllm", val_reward=0.4)])
     tasks = {"word_problems": SimpleNamespace(block_length=8), "sudoku": SimpleNamespace(block_length=4)}
 
     def res(model_name):
@@ -342,6 +344,12 @@ def test_default_learned_column_prefers_a_policy_trained_on_the_loaded_model():
     # the setting decides too: full diffusion (block = L = 48) picks the policy trained there
     assert compare.pick_checkpoint(res("tiny-dllm"), "word_problems", 48) == "full-a1"
     assert compare.pick_checkpoint(res("tiny-dllm"), "word_problems", 8) == "a1"
+    # no policy at that block length: the nearest one
+    assert compare.pick_checkpoint(res("tiny-dllm"), "word_problems", 128) == "full-a1"
+    assert compare.pick_checkpoint(res("tiny-dllm"), "word_problems", 12) == "a1"
+    # otherwise equal fits: the better validation reward (a1 beats a1-worse in either order)
+    policies["a1"].card["val_reward"] = 0.3
+    assert compare.pick_checkpoint(res("tiny-dllm"), "word_problems") == "a1-worse"
 
 
 def test_app_exits_with_a_clear_message_when_the_model_cannot_load(tmp_path, capsys):
