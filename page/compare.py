@@ -97,7 +97,7 @@ def pick_checkpoint(resources: Resources, task: str, block_length=None) -> str:
         c = p.card
         trained_on = os.path.basename(str(c.get("model", "")).rstrip("/"))
         return (trained_on == resources.model_card.get("name"), c.get("task") == task,
-                c.get("block_length") == block, -abs(int(c.get("block_length") or 0) - int(block or 0)),
+                -abs(int(c.get("block_length") or 0) - int(block or 0)),  # 0: trained at this block length
                 c.get("reward") == "multiplicative",
                 -abs(float(c.get("alpha", 1.0)) - 1.0), float(c.get("val_reward") or 0.0))
 

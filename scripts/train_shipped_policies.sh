@@ -14,6 +14,8 @@ SCALE="--prompts_per_step 4 --eval_every 5 --eval_problems 64"
 # v3-*: the paper's batch, 16 prompts x 8 rollouts, a 300-round cosine, validation on 256 problems every 20
 # rounds; one session runs part of it (MINUTES_V3 per call), rerunning the script resumes
 PAPER_SCALE="--prompts_per_step 16 --max_steps 300 --eval_every 20 --eval_problems 256 --seed 11 --max_minutes ${MINUTES_V3:-60}"
+V3="--model checkpoints/tiny-dllm $PAPER_SCALE"
+WARM="--distill_rounds 6 --distill_prompts 64"  # the oracle-distilled warm start: 6 DAgger rounds of 64 prompts
 mkdir -p logs
 run() {
   local name=$1; shift
@@ -30,24 +32,24 @@ run() {
 # full128-long-*: the RL-budget run, full128-a* continued for 210 more rounds at lr 3e-4 (train full128-a* first).
 for name in ${ONLY:-v3-semiar-dist-a1 v3-sudoku-dist-a1 v3-sudoku-a1 v3-full128-ft-a1 v3-semiar-a1 v3-semiar-distonly-a1 full128-a1 full-a1 full128-es-a1 full128c-a1 full128-long-a1 semiar-a1 sudoku-a1 semiar-a3 full-a3 semiar-a0.3 full-a0.3 semiar-additive-a1 full-es-a1 semiar-b-a1 full128-a3 full128-a0.3 full128-es-a3 full128-es-a0.3 semiar-additive300-a1 full128-additive-a3}; do
   case $name in
-    v3-semiar-distonly-a*) run "$name" --model checkpoints/tiny-dllm --task word_problems --alpha "${name#v3-semiar-distonly-a}" \
-                             --init_bias -1 $PAPER_SCALE --distill_rounds 6 --distill_prompts 64 --distill_only ;;  # the warm start alone
-    v3-semiar-dist-a*) run "$name" --model checkpoints/tiny-dllm --task word_problems --alpha "${name#v3-semiar-dist-a}" \
-                         --init_bias -1 $PAPER_SCALE --distill_rounds 6 --distill_prompts 64 ;;  # oracle-distilled warm start
-    v3-full128-dist-a*) run "$name" --model checkpoints/tiny-dllm --task word_problems --full_diffusion true --gen_length 128 \
-                          --alpha "${name#v3-full128-dist-a}" --init_bias -2 $PAPER_SCALE --distill_rounds 6 --distill_prompts 64 ;;  # not trained yet: one
+    v3-semiar-distonly-a*) run "$name" --task word_problems --alpha "${name#v3-semiar-distonly-a}" \
+                             --init_bias -1 $V3 $WARM --distill_only ;;  # the warm start alone
+    v3-semiar-dist-a*) run "$name" --task word_problems --alpha "${name#v3-semiar-dist-a}" \
+                         --init_bias -1 $V3 $WARM ;;  # oracle-distilled warm start
+    v3-full128-dist-a*) run "$name" --task word_problems --full_diffusion true --gen_length 128 \
+                          --alpha "${name#v3-full128-dist-a}" --init_bias -2 $V3 $WARM ;;  # not trained yet: one
                           # distillation round at L = 128 did not finish in 10 min on 1 core (not shipped, not in the list)
-    v3-sudoku-dist-a*) run "$name" --model checkpoints/tiny-dllm --task sudoku --full_diffusion true --alpha "${name#v3-sudoku-dist-a}" \
-                         --init_bias -1 $PAPER_SCALE --distill_rounds 6 --distill_prompts 64 ;;
-    v3-sudoku-a*) run "$name" --model checkpoints/tiny-dllm --task sudoku --full_diffusion true --alpha "${name#v3-sudoku-a}" \
-                    --init_bias -1 $PAPER_SCALE ;;
-    v3-full128-ft-a*) run "$name" --model checkpoints/tiny-dllm --task word_problems --full_diffusion true --gen_length 128 \
+    v3-sudoku-dist-a*) run "$name" --task sudoku --full_diffusion true --alpha "${name#v3-sudoku-dist-a}" \
+                         --init_bias -1 $V3 $WARM ;;
+    v3-sudoku-a*) run "$name" --task sudoku --full_diffusion true --alpha "${name#v3-sudoku-a}" \
+                    --init_bias -1 $V3 ;;
+    v3-full128-ft-a*) run "$name" --task word_problems --full_diffusion true --gen_length 128 \
                         --alpha "${name#v3-full128-ft-a}" --init_checkpoint checkpoints/policies/full128-long-a1 --lr 3e-4 \
-                        $PAPER_SCALE ;;  # from the v2 policy (model transfer), fine-tuned on v3
-    v3-semiar-ft-a*) run "$name" --model checkpoints/tiny-dllm --task word_problems --alpha "${name#v3-semiar-ft-a}" \
-                       --init_checkpoint checkpoints/policies/v3-semiar-dist-a1 --lr 3e-4 $PAPER_SCALE ;;  # tried, not shipped (RESULTS.md, what was tried)
-    v3-semiar-a*) run "$name" --model checkpoints/tiny-dllm --task word_problems --alpha "${name#v3-semiar-a}" \
-                    --init_bias -1 $PAPER_SCALE ;;  # the same run from the smart init
+                        $V3 ;;  # from the v2 policy (model transfer), fine-tuned on v3
+    v3-semiar-ft-a*) run "$name" --task word_problems --alpha "${name#v3-semiar-ft-a}" \
+                       --init_checkpoint checkpoints/policies/v3-semiar-dist-a1 --lr 3e-4 $V3 ;;  # tried, not shipped (RESULTS.md, what was tried)
+    v3-semiar-a*) run "$name" --task word_problems --alpha "${name#v3-semiar-a}" \
+                    --init_bias -1 $V3 ;;  # the same run from the smart init
     full128-long-a*) run "$name" --task word_problems --full_diffusion true --gen_length 128 --alpha "${name#full128-long-a}" \
                        --init_checkpoint "checkpoints/policies/full128-a${name#full128-long-a}" --lr 3e-4 \
                        --max_steps 210 --max_minutes "${MINUTES_LONG:-90}" ;;  # RL budget: 99 + 210 rounds (argparse: last flag wins)
