@@ -346,7 +346,8 @@ def _strategy_column(i: int, default: dict, ckpt_choices: list[str]):
         widgets = {}
         if "checkpoint" in fields:
             widgets["checkpoint"] = gr.Dropdown(ckpt_choices, value=default["params"].get("checkpoint", RANDOM_INIT),
-                                                label="learned policy", visible="checkpoint" in shown)
+                                                label="learned policy", visible="checkpoint" in shown,
+                                                elem_id=f"ckpt-{i}")
         with gr.Row():
             for name, (kind, value) in fields.items():
                 value, common = default["params"].get(name, value), dict(label=name, visible=name in shown)
@@ -389,7 +390,8 @@ def build_demo(resources: Resources, concurrency: int = 2, session_ttl: float = 
                 with gr.Column(scale=3):
                     prompt = gr.Textbox(first.prompt, label="Prompt", lines=3, max_lines=8, elem_id="prompt")
                     with gr.Row():
-                        task = gr.Dropdown(list(resources.tasks), value=DEFAULT_TASK, label="Task family", scale=2)
+                        task = gr.Dropdown(list(resources.tasks), value=DEFAULT_TASK, label="Task family", scale=2,
+                                           elem_id="task")
                         draw_btn = gr.Button("New random problem", scale=1, elem_id="draw")
                     vocab_md = gr.Markdown(vocab_check(resources, first.prompt)[1], elem_id="vocab-note")
                     problem_md = gr.Markdown("")
@@ -404,9 +406,10 @@ def build_demo(resources: Resources, concurrency: int = 2, session_ttl: float = 
                         seed = gr.Number(0, precision=0, label="Seed", min_width=80)
                         temperature = gr.Number(0.0, label="dLLM temperature (0 = greedy)", min_width=80)
                     run_btn = gr.Button("▶ Run all strategies", variant="primary", size="lg", elem_id="run")
-            gr.Examples([[p.prompt, resources.tasks[p.task].gen_length, resources.tasks[p.task].block_length]
-                         for p in resources.examples], [prompt, gen_length, block_length],
-                        label="Examples (test split, answers known)")
+            examples = gr.Examples(
+                [[p.prompt, p.task, resources.tasks[p.task].gen_length, resources.tasks[p.task].block_length]
+                 for p in resources.examples], [prompt, task, gen_length, block_length],
+                label="Examples (test split, answers known)")
             error_md = gr.Markdown("", visible=False, elem_classes="um-error", elem_id="error")
             gr.HTML(views.LEGEND_HTML, css_template=views.CANVAS_CSS)
             spec = gr.JSON(visible="hidden", label="strategies")
@@ -501,6 +504,9 @@ def build_demo(resources: Resources, concurrency: int = 2, session_ttl: float = 
             ckpt = pick_checkpoint(resources, task_name, block)
             return [gr.update(value=ckpt) for _ in ckpt_dds]
 
+        # An example sets the prompt, the task family and the lengths; the learned columns follow.
+        examples.load_input_event.then(setting_checkpoint, [task, block_length], ckpt_dds, queue=False,
+                                       api_visibility="private")
         full_btn.click(lambda g: g, gen_length, block_length, queue=False, api_visibility="private").then(
             setting_checkpoint, [task, block_length], ckpt_dds, queue=False, api_visibility="private")
         block_length.input(setting_checkpoint, [task, block_length], ckpt_dds, queue=False,

@@ -360,6 +360,24 @@ def test_app_exits_with_a_clear_message_when_the_model_cannot_load(tmp_path, cap
     assert "cannot load the dLLM" in err and "no config.json" in err
 
 
+def _shipped_pick(task: str, block: int) -> str:
+    """What the embedded-model page should pick for the learned column, from the shipped cards."""
+    from page import compare
+    from training.tasks import TASKS, get_task
+
+    root = os.path.join(REPO, "checkpoints", "policies")
+    policies = {}
+    for name in sorted(os.listdir(root)):
+        if os.path.isfile(os.path.join(root, name, "card.json")):
+            with open(os.path.join(root, name, "card.json")) as f:
+                policies[name] = compare.ShippedPolicy(name, name, json.load(f), net=object())
+    with open(os.path.join(EMBEDDED, "card.json")) as f:
+        card = json.load(f)
+    res = compare.Resources(dllm=None, policies=policies, policies_dir=root, tasks={n: get_task(n) for n in TASKS},
+                            examples=[], model_card=card)
+    return compare.pick_checkpoint(res, task, block)
+
+
 def test_browser_run_scrub_and_plots(servers, capsys):
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"{CHROMIUM} is missing (install Debian's chromium); never downloading a browser")
@@ -416,6 +434,15 @@ def test_browser_run_scrub_and_plots(servers, capsys):
                                "document.querySelector('#info-' + i).innerText))", timeout=30000)
         page.wait_for_function("document.querySelectorAll('#order-plot path.point').length >= 48", timeout=15000)
         page.screenshot(path=SCREENSHOT, full_page=True)
+        # An example sets the task family and the lengths too, and the learned column follows them.
+        page.get_by_text("sudoku : _ _ _ _ / 1 2", exact=False).first.click()
+        page.wait_for_function("document.querySelector('#task input').value === 'sudoku'", timeout=10000)
+        page.wait_for_function("document.querySelector('#block-length input').value === '4'", timeout=10000)
+        if model == "embedded model":
+            want = _shipped_pick("sudoku", 4)
+            page.wait_for_function(f"document.querySelector('#ckpt-0 input').value === {json.dumps(want)}",
+                                   timeout=10000)
+
         page.get_by_role("tab", name="Policies").click()
         page.get_by_text("Shipped learned policies").wait_for()
         assert first_ms < 1000, f"first step took {first_ms:.0f} ms after the click"
