@@ -30,7 +30,7 @@ run() {
 # answers, where the confidence heuristics commit EOS first; see checkpoints/tiny-dllm-v2/card.json).
 # full128c-*: the same, starting from the L = 48 full-diffusion policy (train that one first).
 # full128-long-*: the RL-budget run, full128-a* continued for 210 more rounds at lr 3e-4 (train full128-a* first).
-for name in ${ONLY:-v3-semiar-dist-a1 v3-sudoku-dist-a1 v3-sudoku-a1 v3-full128-ft-a1 v3-semiar-a1 v3-semiar-distonly-a1 full128-a1 full-a1 full128-es-a1 full128c-a1 full128-long-a1 semiar-a1 sudoku-a1 semiar-a3 full-a3 semiar-a0.3 full-a0.3 semiar-additive-a1 full-es-a1 semiar-b-a1 full128-a3 full128-a0.3 full128-es-a3 full128-es-a0.3 semiar-additive300-a1 full128-additive-a3}; do
+for name in ${ONLY:-v3c-semiar-a1 v3-semiar-dist-a1 v3-sudoku-dist-a1 v3-sudoku-a1 v3-full128-ft-a1 v3-semiar-a1 v3-semiar-distonly-a1 full128-a1 full-a1 full128-es-a1 full128c-a1 full128-long-a1 semiar-a1 sudoku-a1 semiar-a3 full-a3 semiar-a0.3 full-a0.3 semiar-additive-a1 full-es-a1 semiar-b-a1 full128-a3 full128-a0.3 full128-es-a3 full128-es-a0.3 semiar-additive300-a1 full128-additive-a3}; do
   case $name in
     v3-semiar-distonly-a*) run "$name" --task word_problems --alpha "${name#v3-semiar-distonly-a}" \
                              --init_bias -1 $V3 $WARM --distill_only ;;  # the warm start alone
@@ -48,6 +48,8 @@ for name in ${ONLY:-v3-semiar-dist-a1 v3-sudoku-dist-a1 v3-sudoku-a1 v3-full128-
                         $V3 ;;  # from the v2 policy (model transfer), fine-tuned on v3
     v3-semiar-ft-a*) run "$name" --task word_problems --alpha "${name#v3-semiar-ft-a}" \
                        --init_checkpoint checkpoints/policies/v3-semiar-dist-a1 --lr 3e-4 $V3 ;;  # tried, not shipped (RESULTS.md, what was tried)
+    v3c-semiar-a*) run "$name" --task word_problems --alpha "${name#v3c-semiar-a}" --init_bias -1 \
+                     --model checkpoints/tiny-dllm-c $PAPER_SCALE ;;  # v3-semiar-a*'s recipe on the unseen model (section 5)
     v3-semiar-a*) run "$name" --task word_problems --alpha "${name#v3-semiar-a}" \
                     --init_bias -1 $V3 ;;  # the same run from the smart init
     full128-long-a*) run "$name" --task word_problems --full_diffusion true --gen_length 128 --alpha "${name#full128-long-a}" \

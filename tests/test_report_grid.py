@@ -93,3 +93,6 @@ def test_render_only_measures_nothing(tiny_model_dir, tmp_path, monkeypatch):
     appendix = (out / report.APPENDIX).read_text()
     assert "points not measured yet" in appendix and "--render_only" in appendix
     assert not (out / "results.json").exists()
+    setup = next(line for line in (out / "RESULTS.md").read_text().splitlines() if line.startswith("Setup:"))
+    # the quick grid's section 4 runs on a model of its own: the setup line says so
+    assert setup.startswith(f"Setup: model `{tiny_model_dir}` (section 4: `checkpoints/tiny-dllm-b`), test split")

@@ -542,6 +542,15 @@ def frontier_rows(rows: list[dict]) -> list[dict]:
     return out
 
 
+def _own_models(sections) -> str:
+    """' (sections 0, 0b: `m`; 5: `m2`)': the sections that name models of their own, by model."""
+    by = {}
+    for sec in sections:
+        if sec.models:
+            by.setdefault(", ".join(f"`{m}`" for m in sec.models), []).append(sec.title.split(".")[0])
+    return " (" + "; ".join(f"section{'s' * (len(n) > 1)} {', '.join(n)}: {m}" for m, n in by.items()) + ")" if by else ""
+
+
 def _human(kept: dict, block: str) -> list[str]:
     return [f"<!-- human:{block} -->", kept.get(block, HUMAN_PLACEHOLDER).rstrip("\n"), f"<!-- /human:{block} -->"]
 
@@ -564,7 +573,7 @@ def write_markdown(path, grid, sections, rendered, cfg, seconds, batch):
         made + "Every point is in [`results.json`](results.json); every section's reading, notes and full "
         f"table are in [{APPENDIX}]({APPENDIX}). Regenerating rewrites both files except the blocks between "
         "`<!-- human:... -->` markers._", "",
-        f"Setup: default model `{cfg.model or d['model']}`, {d['split']} split, dLLM greedy "
+        f"Setup: model `{cfg.model or d['model']}`{_own_models(grid.sections)}, {d['split']} split, dLLM greedy "
         f"(temperature {d['temperature']}), batch {batch}; stochastic policies (random, learned) over seeds "
         f"{list(d['seeds'])} with mean ± std over seeds, deterministic heuristics on one seed. "
         "NFE = dLLM forward passes per problem; tokens / NFE = gen length / mean NFE. "
