@@ -361,20 +361,17 @@ def test_app_exits_with_a_clear_message_when_the_model_cannot_load(tmp_path, cap
 
 
 def _shipped_pick(task: str, block: int) -> str:
-    """What the embedded-model page should pick for the learned column, from the shipped cards."""
+    """What the embedded-model page should pick for the learned column: app.py's own policy loader
+    on the shipped folder, without the dLLM."""
+    import app
     from page import compare
     from training.tasks import TASKS, get_task
 
     root = os.path.join(REPO, "checkpoints", "policies")
-    policies = {}
-    for name in sorted(os.listdir(root)):
-        if os.path.isfile(os.path.join(root, name, "card.json")):
-            with open(os.path.join(root, name, "card.json")) as f:
-                policies[name] = compare.ShippedPolicy(name, name, json.load(f), net=object())
     with open(os.path.join(EMBEDDED, "card.json")) as f:
         card = json.load(f)
-    res = compare.Resources(dllm=None, policies=policies, policies_dir=root, tasks={n: get_task(n) for n in TASKS},
-                            examples=[], model_card=card)
+    res = compare.Resources(dllm=None, policies=app.load_policies(root), policies_dir=root,
+                            tasks={n: get_task(n) for n in TASKS}, examples=[], model_card=card)
     return compare.pick_checkpoint(res, task, block)
 
 

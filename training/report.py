@@ -543,7 +543,7 @@ def frontier_rows(rows: list[dict]) -> list[dict]:
 
 
 def _own_models(sections) -> str:
-    """' (sections 0, 0b: `m`; 5: `m2`)': the sections that name models of their own, by model."""
+    """' (sections 0, 0c: `m`; section 5: `m2`)': the sections that name models of their own, by model."""
     by = {}
     for sec in sections:
         if sec.models:
