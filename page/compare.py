@@ -104,11 +104,17 @@ def pick_checkpoint(resources: Resources, task: str, block_length=None) -> str:
     return max(usable, key=fit).name
 
 
+def card_settings(resources: Resources, ckpt: str) -> dict:
+    """The test-time settings a shipped policy's card gives: its temperature and, where the report
+    picked one on validation problems, its confidence floor (0: the policy as trained)."""
+    card = resources.policies[ckpt].card if ckpt in resources.policies else {}
+    return {"temperature": card.get("temperature", 1.0), "min_confidence": card.get("min_confidence", 0.0)}
+
+
 def default_strategies(resources: Resources) -> list[dict]:
     ckpt = pick_checkpoint(resources, DEFAULT_TASK)
-    temp = resources.policies[ckpt].card.get("temperature", 1.0) if ckpt in resources.policies else 1.0
     return [
-        {"policy": "learned", "params": {"checkpoint": ckpt, "temperature": temp, "beta": 1.0}},
+        {"policy": "learned", "params": {"checkpoint": ckpt, **card_settings(resources, ckpt), "beta": 1.0}},
         {"policy": "confidence_threshold", "params": {"threshold": 0.9}},
         {"policy": "top_k_confidence", "params": {"k": 1}},
         {"policy": views.OFF, "params": {}},
@@ -485,9 +491,12 @@ def build_demo(resources: Resources, concurrency: int = 2, session_ttl: float = 
             return (problem.prompt, t.gen_length, t.block_length, problem, count + 1, note,
                     *[gr.update(value=ckpt) for _ in ckpt_dds])
 
-        def checkpoint_temperature(name):
-            """Selecting a shipped policy sets the temperature it was trained / evaluated with."""
-            return resources.policies[name].card.get("temperature", 1.0) if name in resources.policies else gr.skip()
+        def checkpoint_settings(name):
+            """Selecting a shipped policy sets the temperature and confidence floor its card gives."""
+            if name not in resources.policies:
+                return gr.skip(), gr.skip()
+            got = card_settings(resources, name)
+            return got["temperature"], got["min_confidence"]
 
         run_btn.click(collect, col_inputs, spec, queue=False, api_visibility="private").then(
             run, [prompt, gen_length, block_length, seed, temperature, spec, drawn], outputs,
@@ -515,8 +524,9 @@ def build_demo(resources: Resources, concurrency: int = 2, session_ttl: float = 
         prompt.change(lambda text: vocab_check(resources, text)[1], prompt, vocab_md, queue=False,
                       api_name="check_prompt", trigger_mode="always_last", show_progress="hidden")
         for i, (_, widgets, _, canvas, slider) in enumerate(columns):
-            if "checkpoint" in widgets and "temperature" in widgets:
-                widgets["checkpoint"].change(checkpoint_temperature, widgets["checkpoint"], widgets["temperature"],
+            if all(k in widgets for k in ("checkpoint", "temperature", "min_confidence")):
+                widgets["checkpoint"].change(checkpoint_settings, widgets["checkpoint"],
+                                             [widgets["temperature"], widgets["min_confidence"]],
                                              queue=False, api_visibility="private")
             slider.input(functools.partial(_scrub, column=i, ttl=ttl), [runs, slider], canvas, queue=False,
                          api_name=f"scrub_{i}", api_visibility="undocumented", trigger_mode="always_last",

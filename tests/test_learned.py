@@ -114,6 +114,29 @@ def test_beta_scaling():
     assert triple.select(ctx_for(torch.ones(1, 4000))).all()
 
 
+def test_min_confidence_floor_keeps_only_the_confident_draws():
+    # logits +30: every eligible position is drawn
+    ctx = ctx_for([[1, 1, 1, 1], [1, 1, 1, 0], [1, 1, 1, 1]])
+    conf = torch.tensor([[0.9, 0.2, 0.5, 0.6], [0.1, 0.3, 0.2, 0.95], [0.9, 0.1, 0.2, 0.3]])
+    ctx = StepContext(**{**ctx.__dict__, "confidence": conf})
+    logits = [[30.0, 30.0, 30.0, 30.0], [30.0, 30.0, 30.0, 30.0], [-30.0, 30.0, 30.0, -30.0]]
+    u = LearnedPolicy(net=FixedNet(logits), min_confidence=0.5).select(ctx)
+    assert u[0].tolist() == [True, False, True, True]    # the floor 0.5 drops the 0.2
+    # row 1: no eligible draw reaches the floor (the 0.95 is not eligible): the draw stands as drawn
+    assert u[1].tolist() == [True, True, True, False]
+    # row 2: the confident 0.9 was not drawn, the drawn 0.1 and 0.2 are below the floor: committed as drawn
+    assert u[2].tolist() == [False, True, True, False]
+    # the floor 0 is the policy as trained
+    assert LearnedPolicy(net=FixedNet(logits)).select(ctx)[0].all()
+
+
+@pytest.mark.parametrize("kw", [{"min_confidence": 1.0}, {"min_confidence": -0.1}, {"min_confidence": True},
+                                {"min_confidence": 0.5, "fallback": False}])
+def test_min_confidence_is_validated(kw):
+    with pytest.raises(ValueError, match="min_confidence"):
+        LearnedPolicy(net=FixedNet([0.0]), **kw)
+
+
 def test_select_is_seeded():
     pol = LearnedPolicy(net=FixedNet([0.0] * 64))
     assert torch.equal(pol.select(ctx_for(torch.ones(2, 64), seed=5)), pol.select(ctx_for(torch.ones(2, 64), seed=5)))

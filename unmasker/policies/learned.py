@@ -134,13 +134,17 @@ def load_policy_net(path: str) -> ConfidencePolicyNet:
 class LearnedPolicy:
     """The learned unmasking policy: u_k ~ Bernoulli(min(1, beta * sigmoid(b_k / temperature)))
     on eligible positions. With `fallback`, an empty action commits the eligible position with the
-    largest logit (test time, paper 2.5); training uses no fallback."""
+    largest logit (test time, paper 2.5); training uses no fallback. `min_confidence` is a
+    test-time floor (ours, not the paper's): when some drawn positions have top-1 confidence at or
+    above it, only those are committed; a step whose draws are all below it commits them as drawn."""
     reads = frozenset({"confidence"})  # the features it looks at (policies/base.py features_read)
 
     checkpoint: str | None = field(default=None, metadata={"help": "policy folder (random init if empty)"})
     temperature: float = field(default=1.0, metadata={"help": "policy temperature tau > 0 (paper: 0.5 semi-AR, 1 full)"})
     beta: float = field(default=1.0, metadata={"help": "test-time scaling: u ~ Ber(min(1, beta * s)), beta > 0"})
     fallback: bool = field(default=True, metadata={"help": "commit the top-logit position when nothing is drawn"})
+    min_confidence: float = field(default=0.0, metadata={
+        "help": "test-time floor in [0, 1): if some drawn positions reach it, commit only those (needs fallback)"})
     seed: int = field(default=0, metadata={"help": "init seed when no checkpoint is given"})
     net: ConfidencePolicyNet | None = field(default=None, repr=False, compare=False,
                                            metadata={"help": "(python only) an existing network"})
@@ -150,6 +154,12 @@ class LearnedPolicy:
             raise ValueError(f"temperature={self.temperature!r}: must be a finite number > 0")
         if not (isinstance(self.beta, (int, float)) and self.beta > 0 and math.isfinite(self.beta)):
             raise ValueError(f"beta={self.beta!r}: must be a finite number > 0")
+        mc = self.min_confidence
+        if not (isinstance(mc, (int, float)) and not isinstance(mc, bool) and 0 <= mc < 1):
+            raise ValueError(f"min_confidence={mc!r}: must be a number in [0, 1)")
+        if mc > 0 and not self.fallback:
+            raise ValueError(f"min_confidence={mc!r} needs fallback=True: without it a block whose "
+                             "confidences all stay below the floor would never finish")
         if self.net is None:
             if self.checkpoint:
                 net = load_policy_net(self.checkpoint)
@@ -174,6 +184,9 @@ class LearnedPolicy:
         p = self.probs(b)
         u = torch.rand(p.shape, generator=ctx.generator, device="cpu").to(p.device) < p
         u = u & ctx.eligible
+        if self.min_confidence > 0:  # keep the confident draws; a row with none keeps its draw as it is
+            sure = u & (ctx.confidence >= self.min_confidence)
+            u = torch.where(sure.any(-1, keepdim=True), sure, u)
         if self.fallback:
             stalled = ctx.eligible.any(-1) & ~u.any(-1)
             if stalled.any():
