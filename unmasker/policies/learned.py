@@ -158,8 +158,8 @@ class LearnedPolicy:
         if not (isinstance(mc, (int, float)) and not isinstance(mc, bool) and 0 <= mc < 1):
             raise ValueError(f"min_confidence={mc!r}: must be a number in [0, 1)")
         if mc > 0 and not self.fallback:
-            raise ValueError(f"min_confidence={mc!r} needs fallback=True: without it a block whose "
-                             "confidences all stay below the floor would never finish")
+            raise ValueError(f"min_confidence={mc!r} needs fallback=True: the floor is a test-time knob, and "
+                             "fallback=False is the training-time policy, whose draws GRPO scores unfloored")
         if self.net is None:
             if self.checkpoint:
                 net = load_policy_net(self.checkpoint)
