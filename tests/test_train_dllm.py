@@ -78,6 +78,66 @@ def test_loss_masks_only_the_response_and_weights_by_one_over_t():
     assert loss.item() == pytest.approx(expect.item(), rel=1e-5)
 
 
+
+def test_ordered_mask_is_a_semi_ar_state_on_hand_built_rows():
+    from training.train_dllm import ordered_mask
+
+    is_resp = torch.zeros(2, 20, dtype=torch.bool)
+    is_resp[0, 4:] = True  # 16 response positions after a 4-token prompt
+    is_resp[1, 2:] = True
+    content = torch.tensor([9, 3])  # row 0: blocks of 4 start at 0, 4, 8 (8 holds the end); row 1: only 0
+    starts = {0: set(), 1: set()}
+    for seed in range(60):
+        for t in (0.0, 1.0, 0.5):
+            m = ordered_mask(is_resp, content, torch.tensor([t, t]), 4, torch.Generator().manual_seed(seed))
+            assert not (m & ~is_resp).any()  # the prompt is never masked
+            for row, first in ((0, 4), (1, 2)):
+                rel = m[row, first:]
+                if t == 0.0:  # the block is clean: a clean prefix, then everything masked
+                    s = int(rel.int().argmax())
+                    assert rel[s:].all() and not rel[:s].any() and s % 4 == 0
+                    starts[row].add(s - 4)
+                if t == 1.0:  # the block too: everything from its start is masked
+                    s = int(rel.int().argmax())
+                    assert rel[s:].all() and not rel[:s].any()
+    assert starts == {0: {0, 4, 8}, 1: {0}}
+
+
+def test_ordered_rows_weigh_by_their_masked_share():
+    from training.tasks import get_task
+    from training.tokenizer import build_tokenizer
+
+    tok = build_tokenizer(samples_per_task=50)
+    task = get_task("sorting")
+    import random
+
+    x, a, r = make_batch(tok, task, [task.sample(random.Random(i)) for i in range(4)], "cpu")
+    seen = {}
+
+    class Spy(torch.nn.Module):
+        def forward(self, input_ids, attention_mask, position_ids):
+            seen["ids"] = input_ids
+            return type("O", (), {"logits": torch.zeros(*input_ids.shape, len(tok))})()
+
+    with pytest.raises(ValueError, match="eos_id"):
+        diffusion_loss(Spy(), x, a, r, tok.mask_token_id, 1e-3, torch.Generator(), ordered_share=1.0)
+    loss = diffusion_loss(Spy(), x, a, r, tok.mask_token_id, 1e-3, torch.Generator().manual_seed(0),
+                          ordered_share=1.0, ordered_block=4, eos_id=tok.eos_token_id)
+    masked = seen["ids"] == tok.mask_token_id
+    assert not (masked & ~r).any()
+    # every row ordered: uniform logits give CE = log V per masked token, weighted by
+    # #response / #masked per row, so each row with a masked token contributes #response * log V
+    # (a row whose start is its last block can draw no masked token: it adds nothing)
+    hit = masked.any(-1)
+    assert hit.sum() >= 2
+    expect = torch.log(torch.tensor(float(len(tok)))) * r.sum(-1)[hit].float().sum() / r.sum()
+    assert loss.item() == pytest.approx(expect.item(), rel=1e-5)
+    # share 0 is the uniform objective exactly (same draws)
+    g0, g1 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert diffusion_loss(Spy(), x, a, r, tok.mask_token_id, 1e-3, g0).item() == pytest.approx(
+        diffusion_loss(Spy(), x, a, r, tok.mask_token_id, 1e-3, g1, ordered_share=0.0, eos_id=2).item())
+
+
 def test_config_validation():
     with pytest.raises(ValueError, match="mixture"):
         DLLMTrainConfig(mixture="nope:1")
@@ -89,6 +149,10 @@ def test_config_validation():
         DLLMTrainConfig(stop_at_step=-1)
     with pytest.raises(ValueError, match="eval_tasks"):
         DLLMTrainConfig(eval_tasks="everyday,nope")
+    with pytest.raises(ValueError, match="ordered_share"):
+        DLLMTrainConfig(ordered_share=1.5)
+    with pytest.raises(ValueError, match="ordered_block"):
+        DLLMTrainConfig(ordered_block=0)
 
 
 def test_warmup_cosine_hand_numbers():

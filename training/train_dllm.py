@@ -6,6 +6,9 @@ positions is weighted by 1/t and normalised by the generation length. Data is ge
 fly from the task mixture (train split only), seeded by step, so a resumed run sees the same
 stream. Each batch is padded to a canvas drawn from its task's `train_gen_lengths` (LLaDA's SFT
 pads far past most answers, which is what makes confidence decoding commit EOS first).
+`--ordered_share P` gives that share of each batch the mask of a semi-AR decoding state instead
+(`ordered_mask`: a clean prefix, one partly masked block, the rest masked), so worked steps are
+learned as computations rather than copies of their later repeats.
 `--init_from FOLDER` starts from another embedded model's weights (rows of the word embedding
 matched by token, new tokens initialised fresh): continued training, recorded in the card.
 Runs as `python -m training.train_dllm` or `accelerate launch -m training.train_dllm`.
@@ -48,6 +51,9 @@ class DLLMTrainConfig:
                                                           "max_steps schedule ends (0 = run to max_steps)"})
     max_minutes: float = field(default=70.0, metadata={"help": "stop after this wall time (minutes, this run)"})
     eps: float = field(default=1e-3, metadata={"help": "minimum mask ratio t ~ U(eps, 1)"})
+    ordered_share: float = field(default=0.0, metadata={"help": "share of each batch given a semi-AR mask "
+                                                                "(see ordered_mask; 0 = LLaDA's uniform mask only)"})
+    ordered_block: int = field(default=8, metadata={"help": "block length of the semi-AR mask"})
     eval_every: int = field(default=500, metadata={"help": "validation every N steps"})
     eval_problems: int = field(default=100, metadata={"help": "validation problems per task"})
     eval_tasks: str = field(default="word_problems,sudoku", metadata={"help": "task,... validated every eval_every steps"})
@@ -65,6 +71,10 @@ class DLLMTrainConfig:
             raise ValueError(f"stop_at_step={self.stop_at_step!r}: must be >= 0 (0 = run to max_steps)")
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size={self.hidden_size} must be divisible by num_heads={self.num_heads}")
+        if not (0 <= self.ordered_share <= 1) or isinstance(self.ordered_share, bool):
+            raise ValueError(f"ordered_share={self.ordered_share!r}: must be in [0, 1]")
+        if self.ordered_block < 1:
+            raise ValueError(f"ordered_block={self.ordered_block!r}: must be >= 1")
         if not (0 < self.eps < 1):
             raise ValueError(f"eps={self.eps!r}: must be in (0, 1)")
         if not self.lr > 0:
@@ -117,16 +127,50 @@ def make_batch(tokenizer, task, problems, device, gen_length: int | None = None)
     return x, a, is_resp
 
 
-def diffusion_loss(model, x, attention, is_resp, mask_id, eps, generator):
-    """LLaDA SFT loss: mask response tokens with ratio t ~ U(eps, 1); CE on masked weighted by 1/t."""
+def ordered_mask(is_resp, content, t, block, generator):
+    """The mask of a semi-AR decoding state: for each row a block start s (a multiple of `block`,
+    uniform over the blocks up to the one holding the end of the row's content), response positions
+    before s clean, the block [s, s + block) masked with ratio t, everything after it masked.
+
+    Why: under LLaDA's uniform mask a worked step's result ("38 - 8 = 30") is almost always visible
+    again later in the response (the next step's operand, the closing sentence), so the loss rarely
+    asks the model to compute it: it learns to copy. Left-to-right decoding never shows the later
+    copies. `content` is the number of non-padding response tokens per row."""
+    B, T = is_resp.shape
+    start = is_resp.int().argmax(-1)  # first response position (prompts are left-padded)
+    rel = torch.arange(T, device=is_resp.device)[None, :] - start[:, None]
+    n_blocks = content // block + 1
+    s = (torch.rand(B, generator=generator).to(is_resp.device) * n_blocks).long().clamp(max=n_blocks - 1) * block
+    in_block = (rel >= s[:, None]) & (rel < s[:, None] + block)
+    coin = torch.rand(is_resp.shape, generator=generator).to(is_resp.device) < t[:, None]
+    return is_resp & ((in_block & coin) | (rel >= s[:, None] + block))
+
+
+def diffusion_loss(model, x, attention, is_resp, mask_id, eps, generator, *, ordered_share=0.0,
+                   ordered_block=8, eos_id=None):
+    """LLaDA SFT loss: mask response tokens with ratio t ~ U(eps, 1); CE on masked weighted by 1/t.
+
+    With `ordered_share` > 0 that share of the rows gets `ordered_mask` instead (needs `eos_id`);
+    such a row is weighted by 1 / (its masked share of the response), so both kinds of row weigh
+    the same per masked token as the uniform objective on average."""
     B = x.shape[0]
     t = eps + (1 - eps) * torch.rand(B, generator=generator).to(x.device)
     masked = (torch.rand(x.shape, generator=generator).to(x.device) < t[:, None]) & is_resp
+    weight = 1 / t
+    if ordered_share > 0:
+        if eos_id is None:
+            raise ValueError("ordered_share needs eos_id (the response's padding token)")
+        rows = torch.rand(B, generator=generator).to(x.device) < ordered_share
+        content = (is_resp & (x != eos_id)).sum(-1)
+        om = ordered_mask(is_resp, content, t, ordered_block, generator)
+        masked = torch.where(rows[:, None], om, masked)
+        share = (masked.sum(-1).float() / is_resp.sum(-1).clamp(min=1)).clamp(min=eps)
+        weight = torch.where(rows, 1 / share, weight)
     noisy = torch.where(masked, torch.full_like(x, mask_id), x)
     pos = (attention.cumsum(-1) - 1).clamp(min=0)
     logits = model(input_ids=noisy, attention_mask=attention, position_ids=pos).logits
     ce = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), x, reduction="none")
-    per_token = ce * masked / t[:, None]
+    per_token = ce * masked * weight[:, None]
     return per_token.sum() / is_resp.sum()
 
 
@@ -212,7 +256,9 @@ def train(cfg: DLLMTrainConfig) -> dict:
         x, a, r = make_batch(tokenizer, task, problems, acc.device, canvas)
         gen = torch.Generator().manual_seed(rng.randrange(2**31))
         with acc.autocast():
-            loss = diffusion_loss(model, x, a, r, tokenizer.mask_token_id, cfg.eps, gen)
+            loss = diffusion_loss(model, x, a, r, tokenizer.mask_token_id, cfg.eps, gen,
+                                  ordered_share=cfg.ordered_share, ordered_block=cfg.ordered_block,
+                                  eos_id=tokenizer.eos_token_id)
         acc.backward(loss)
         acc.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -297,7 +343,10 @@ def _init_from(model, tokenizer, folder: str) -> None:
 
 def _arch(cfg: DLLMTrainConfig) -> dict:
     keep = ("hidden_size", "num_layers", "num_heads", "intermediate_size", "mixture", "seed", "init_from")
-    return {k: getattr(cfg, k) for k in keep}
+    out = {k: getattr(cfg, k) for k in keep}
+    if cfg.ordered_share:  # absent when 0, so runs started before the option resume as they were
+        out.update(ordered_share=cfg.ordered_share, ordered_block=cfg.ordered_block)
+    return out
 
 
 def _save_state(acc, state_dir, meta, step, wall):
