@@ -83,7 +83,8 @@ def policy_field_names(name: str) -> set[str]:
 
 def pick_checkpoint(resources: Resources, task: str, block_length=None) -> str:
     """The shipped policy that best fits `task` at `block_length` (default: the task's semi-AR
-    block; the generation length for full diffusion): trained on the loaded dLLM, on the task, at
+    block; the generation length for full diffusion): trained on the loaded dLLM (else on the
+    nearest model it was trained from, its card's `lineage`), on the task, at
     that block length (else the nearest one), multiplicative reward, alpha closest to 1, then the
     best validation reward; or RANDOM_INIT."""
     usable = [p for p in resources.policies.values() if p.net is not None]
@@ -93,10 +94,14 @@ def pick_checkpoint(resources: Resources, task: str, block_length=None) -> str:
     if block is None:
         block = resources.tasks[task].block_length if task in resources.tasks else None
 
+    # the loaded model, then the models it was trained from (its card's "lineage", nearest first)
+    kin = [resources.model_card.get("name")] + list(resources.model_card.get("lineage") or [])
+
     def fit(p):
         c = p.card
         trained_on = os.path.basename(str(c.get("model", "")).rstrip("/"))
-        return (trained_on == resources.model_card.get("name"), c.get("task") == task,
+        closeness = -kin.index(trained_on) if trained_on in kin else -len(kin)
+        return (closeness, c.get("task") == task,
                 -abs(int(c.get("block_length") or 0) - int(block or 0)),  # 0: trained at this block length
                 c.get("reward") == "multiplicative",
                 -abs(float(c.get("alpha", 1.0)) - 1.0), float(c.get("val_reward") or 0.0))

@@ -347,6 +347,16 @@ def test_default_learned_column_prefers_a_policy_trained_on_the_loaded_model():
     # no policy at that block length: the nearest one
     assert compare.pick_checkpoint(res("tiny-dllm"), "word_problems", 128) == "full-a1"
     assert compare.pick_checkpoint(res("tiny-dllm"), "word_problems", 12) == "a1"
+    # a model trained from another one (its card's lineage, nearest first) uses its parent's policies
+    policies.update(dict([pol("v2-a1", "checkpoints/tiny-dllm-v2"), pol("v3-a1", "checkpoints/tiny-dllm-v3", val_reward=0.1)]))
+    child = compare.Resources(dllm=None, policies=policies, policies_dir="", tasks=tasks, examples=[],
+                              model_card={"name": "tiny-dllm-v4", "lineage": ["tiny-dllm-v3", "tiny-dllm-v2"]})
+    assert compare.pick_checkpoint(child, "word_problems") == "v3-a1"
+    child.model_card["lineage"] = ["tiny-dllm-v2"]
+    assert compare.pick_checkpoint(child, "word_problems") == "v2-a1"
+    assert compare.pick_checkpoint(res("tiny-dllm"), "word_problems") == "a1"  # native still first
+    for k in ("v2-a1", "v3-a1"):
+        del policies[k]
     # otherwise equal fits: the better validation reward (a1 beats a1-worse in either order)
     policies["a1"].card["val_reward"] = 0.3
     assert compare.pick_checkpoint(res("tiny-dllm"), "word_problems") == "a1-worse"
