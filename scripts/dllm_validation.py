@@ -21,29 +21,17 @@ def main(argv=None):
     args = ap.parse_args(argv)
     import torch
 
-    from training.dllm_card import NAME_WORDS, _words
-    from training.tasks import get_task
-    from training.tasks.everyday import wrong_facts
-    from unmasker import SamplerConfig, build_policy, generate, load_dllm
+    from training.dllm_card import measure_row
+    from unmasker import load_dllm
 
     if args.threads:
         torch.set_num_threads(args.threads)
     dllm = load_dllm(args.model)
     for fam in args.families.split(","):
-        task = get_task(fam)
-        ps = task.problems("validation", args.n)
-        cfg = SamplerConfig(gen_length=task.gen_length, block_length=task.block_length, eos_early_stop=True)
-        right = wrong = invented = 0
-        for i in range(0, len(ps), 100):
-            chunk = ps[i:i + 100]
-            traj = generate(dllm, build_policy("top_k_confidence", k=1), [p.prompt for p in chunk], cfg, seed=i)
-            right += sum(task.reward(traj.texts, chunk))
-            wrong += sum(bool(wrong_facts(t)) for t in traj.texts)
-            invented += sum(bool(_words(t) & NAME_WORDS - _words(p.prompt)) for t, p in zip(traj.texts, chunk))
-        n = len(ps)
-        print(f"{args.model} {fam} n={n} accuracy={right / n:.3f} wrong_step={wrong / n:.3f} "
-              f"invented_name={invented / n:.3f}", flush=True)
-
+        r = measure_row(dllm, fam, "top_k_confidence", {"k": 1}, None, n=args.n, eos_early_stop=True,
+                        split="validation")
+        print(f"{args.model} {fam} n={r['n']} accuracy={r['accuracy']:.3f} wrong_step={r['wrong_step_share']:.3f} "
+              f"invented_name={r['invented_name_share']:.3f}", flush=True)
 
 if __name__ == "__main__":
     main()

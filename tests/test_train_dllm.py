@@ -78,7 +78,6 @@ def test_loss_masks_only_the_response_and_weights_by_one_over_t():
     assert loss.item() == pytest.approx(expect.item(), rel=1e-5)
 
 
-
 def test_ordered_mask_is_a_semi_ar_state_on_hand_built_rows():
     from training.train_dllm import ordered_mask
 

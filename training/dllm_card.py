@@ -47,13 +47,14 @@ PHENOMENA_CORE = (
 
 
 def measure_row(dllm, task_name, policy_name, params, block, gen_length=None, *, n, batch_size=100,
-                eos_early_stop=False) -> dict:
+                eos_early_stop=False, split="test") -> dict:
     """Accuracy, mean NFE, the share of samples whose first commit is EOS padding, and the mean
     response length in tokens (up to the first EOS): committing the padding first shortens answers.
 
     `eos_early_stop` stops a row once it has committed EOS with everything before it committed: the
     answer text (cut at the first EOS) is then final, so accuracy and the worked-step counts are those
-    of the full decode at about half the passes; NFE is the early-stopped one."""
+    of the full decode at about half the passes; NFE is the early-stopped one. `split` is "test" for
+    the card; "validation" picks between models without touching it."""
     from unmasker import SamplerConfig, build_policy, generate
 
     from .tasks import get_task
@@ -63,7 +64,7 @@ def measure_row(dllm, task_name, policy_name, params, block, gen_length=None, *,
     L = gen_length or task.gen_length
     bl = L if block == "full" else (block or task.block_length)
     cfg = SamplerConfig(gen_length=L, block_length=bl, eos_early_stop=eos_early_stop)
-    problems = task.problems("test", n)
+    problems = task.problems(split, n)
     n = len(problems)  # the hand-written set has fewer problems than --n
     correct, nfe, eos_first, length, wrong, invented = 0.0, 0, 0, 0, 0, 0
     eos = torch.tensor(dllm.eos_ids)
