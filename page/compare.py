@@ -35,6 +35,7 @@ STREAM_INTERVAL = 0.05  # seconds between streamed page updates; the first and l
 RANDOM_INIT = "(untrained: random init)"  # checkpoint choice for a learned policy without weights
 HIDDEN_PARAMS = {"seed"}  # the learned policy's init seed: the run seed already covers randomness
 DEFAULT_TASK = "word_problems"
+CARD_SETTINGS = ("temperature", "min_confidence", "decision_threshold")  # what a policy's card sets (card_settings)
 
 
 @dataclass
@@ -110,10 +111,12 @@ def pick_checkpoint(resources: Resources, task: str, block_length=None) -> str:
 
 
 def card_settings(resources: Resources, ckpt: str) -> dict:
-    """The test-time settings a shipped policy's card gives: its temperature and, where the report
-    picked one on validation problems, its confidence floor (0: the policy as trained)."""
+    """The test-time settings a shipped policy's card gives: its temperature, where the report
+    picked one on validation problems its confidence floor (0: the policy as trained), and for
+    Learn2PD's filter its decision threshold (0: Bernoulli draws, the paper's policy)."""
     card = resources.policies[ckpt].card if ckpt in resources.policies else {}
-    return {"temperature": card.get("temperature", 1.0), "min_confidence": card.get("min_confidence", 0.0)}
+    return {"temperature": card.get("temperature", 1.0), "min_confidence": card.get("min_confidence", 0.0),
+            "decision_threshold": card.get("decision_threshold", 0.0)}
 
 
 def default_strategies(resources: Resources) -> list[dict]:
@@ -499,9 +502,9 @@ def build_demo(resources: Resources, concurrency: int = 2, session_ttl: float = 
         def checkpoint_settings(name):
             """Selecting a shipped policy sets the temperature and confidence floor its card gives."""
             if name not in resources.policies:
-                return gr.skip(), gr.skip()
+                return tuple(gr.skip() for _ in CARD_SETTINGS)
             got = card_settings(resources, name)
-            return got["temperature"], got["min_confidence"]
+            return got["temperature"], got["min_confidence"], got["decision_threshold"]
 
         run_btn.click(collect, col_inputs, spec, queue=False, api_visibility="private").then(
             run, [prompt, gen_length, block_length, seed, temperature, spec, drawn], outputs,
@@ -529,9 +532,9 @@ def build_demo(resources: Resources, concurrency: int = 2, session_ttl: float = 
         prompt.change(lambda text: vocab_check(resources, text)[1], prompt, vocab_md, queue=False,
                       api_name="check_prompt", trigger_mode="always_last", show_progress="hidden")
         for i, (_, widgets, _, canvas, slider) in enumerate(columns):
-            if all(k in widgets for k in ("checkpoint", "temperature", "min_confidence")):
+            if all(k in widgets for k in ("checkpoint", *CARD_SETTINGS)):
                 widgets["checkpoint"].change(checkpoint_settings, widgets["checkpoint"],
-                                             [widgets["temperature"], widgets["min_confidence"]],
+                                             [widgets[k] for k in CARD_SETTINGS],
                                              queue=False, api_visibility="private")
             slider.input(functools.partial(_scrub, column=i, ttl=ttl), [runs, slider], canvas, queue=False,
                          api_name=f"scrub_{i}", api_visibility="undocumented", trigger_mode="always_last",

@@ -365,12 +365,16 @@ def test_default_learned_column_prefers_a_policy_trained_on_the_loaded_model():
 def test_a_cards_test_time_settings_become_the_learned_columns_defaults():
     from page import compare
 
-    cards = {"floored": {"temperature": 0.5, "min_confidence": 0.7}, "plain": {"temperature": 1.0}}
+    cards = {"floored": {"temperature": 0.5, "min_confidence": 0.7}, "plain": {"temperature": 1.0},
+             "filter": {"temperature": 1.0, "decision_threshold": 0.5, "family": "learn2pd_filter"}}
     policies = {n: compare.ShippedPolicy(name=n, path=n, card=c, net=object()) for n, c in cards.items()}
     res = compare.Resources(dllm=None, policies=policies, policies_dir="", tasks={}, examples=[], model_card={})
-    assert compare.card_settings(res, "floored") == {"temperature": 0.5, "min_confidence": 0.7}
-    assert compare.card_settings(res, "plain") == {"temperature": 1.0, "min_confidence": 0.0}  # as trained
-    assert compare.card_settings(res, compare.RANDOM_INIT) == {"temperature": 1.0, "min_confidence": 0.0}
+    plain = {"temperature": 1.0, "min_confidence": 0.0, "decision_threshold": 0.0}  # as trained: Bernoulli draws
+    assert compare.card_settings(res, "floored") == {**plain, "temperature": 0.5, "min_confidence": 0.7}
+    assert compare.card_settings(res, "plain") == plain
+    assert compare.card_settings(res, "filter") == {**plain, "decision_threshold": 0.5}  # the filter's own rule
+    assert compare.card_settings(res, compare.RANDOM_INIT) == plain
+    assert set(compare.CARD_SETTINGS) == set(plain)
     # the shipped default policy's card carries the floor the report picked on validation problems
     with open(os.path.join(os.path.dirname(__file__), "..", "checkpoints/policies/v3-semiar-a1/card.json")) as f:
         shipped = json.load(f)

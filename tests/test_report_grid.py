@@ -96,3 +96,21 @@ def test_render_only_measures_nothing(tiny_model_dir, tmp_path, monkeypatch):
     setup = next(line for line in (out / "RESULTS.md").read_text().splitlines() if line.startswith("Setup:"))
     # the quick grid's section 4 runs on a model of its own: the setup line says so
     assert setup.startswith(f"Setup: model `{tiny_model_dir}` (section 4: `checkpoints/tiny-dllm-b`), test split")
+
+
+def test_a_heuristic_point_is_matched_within_half_a_pass_and_one_point():
+    from training.report import read_matching, unmatched_heuristics
+
+    def row(policy, acc, nfe, line="x"):
+        return {"policy": policy, "method": policy, "accuracy": acc, "mean_nfe": nfe, "line": line, "params": ""}
+
+    rows = [row("learned", 0.70, 7.0), row("learned", 0.75, 10.0), row("oracle", 0.76, 9.0),
+            row("eb_sampler", 0.70, 6.5, "EB"),    # 7.0 <= 6.5 + 0.5 at 70.0%: matched
+            row("eb_sampler", 0.72, 7.0, "EB"),    # nothing within 7.5 NFE reaches 71%: missed
+            row("factor", 0.76, 9.5, "F"),         # 75% at 10.0 is 1 point less at +0.5 NFE: matched
+            row("confidence_threshold", 0.40, 6.4, "T")]  # cheapest learned is 7.0 > 6.9: missed
+    total, missed = unmatched_heuristics(rows)
+    assert total == 4 and [(r["line"], r["mean_nfe"]) for r in missed] == [("EB", 7.0), ("T", 6.4)]
+    (text,) = read_matching(rows, "s")
+    assert text.startswith("s: 2 of 4 heuristic points are matched") and text.index("6.4 NFE") < text.index("7.0 NFE")
+    assert read_matching([r for r in rows if r["policy"] != "learned"], "s") == []

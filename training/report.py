@@ -255,11 +255,37 @@ def read_oracle(mine: list[dict], setting: str) -> list[str]:
     return out
 
 
+MATCH_NFE, MATCH_ACCURACY = 0.5, 0.01  # issue 21: a heuristic point is matched by a learned point with at most
+# 0.5 more NFE and at most 1 point less accuracy
+
+
+def unmatched_heuristics(rows: list[dict]) -> tuple[int, list[dict]]:
+    """(number of heuristic points, those no learned point matches) among `rows` of one setting."""
+    learned = _group(rows, "learned")
+    heur = _group(rows, "heuristics")
+    missed = [h for h in heur if not any(r["mean_nfe"] <= h["mean_nfe"] + MATCH_NFE + 1e-9
+                                         and r["accuracy"] >= h["accuracy"] - MATCH_ACCURACY - 1e-9 for r in learned)]
+    return len(heur), missed
+
+
+def read_matching(mine: list[dict], setting: str) -> list[str]:
+    if not _group(mine, "learned") or not _group(mine, "heuristics"):
+        return []
+    total, missed = unmatched_heuristics(mine)
+    text = (f"{setting}: {total - len(missed)} of {total} heuristic points are matched by a learned point (at most "
+            f"{MATCH_NFE} more NFE and {100 * MATCH_ACCURACY:.0f} point less accuracy)")
+    if missed:
+        text += "; not matched: " + "; ".join(f"{r['line']} {r['params'] or 'default'} ({100 * r['accuracy']:.1f}% at "
+                                             f"{r['mean_nfe']:.1f} NFE)" for r in sorted(missed, key=lambda r: r["mean_nfe"]))
+    return [text + "."]
+
+
 def read_frontier(rows, sec: Section, names: dict[str, str]) -> list[str]:
     out = []
     for setting in dict.fromkeys(r["setting"] for r in rows):
         mine = [r for r in rows if r["setting"] == setting]
         out += read_oracle(mine, setting)
+        out += read_matching(mine, setting)
         for a, b in sec.compare:
             ra, rb = _group(mine, a), _group(mine, b)
             la, lb = names.get(a, a), names.get(b, b)

@@ -28,6 +28,8 @@ from .schedules import warmup_cosine
 # resume file is data, not code (no pickle). LEGACY_STATE_FILE (a torch.save pickle from older
 # runs) is read with weights_only=True only, and replaced at the next save.
 STATE_FILE = "train_state/state.safetensors"
+FILTER_FAMILY = "learn2pd_filter"  # unmasker/policies/filter.py FAMILY (not imported here: nothing heavy at import)
+FILTER_THRESHOLD = 0.5  # a filter is validated with the deterministic rule at this threshold (Learn2PD's)
 LEGACY_STATE_FILE = "train_state/state.pt"
 DISTILL_STATES_FILE = "train_state/distill_states.safetensors"  # the warm start's aggregated labelled states
 
@@ -62,6 +64,10 @@ class PolicyTrainConfig:
     init_checkpoint: str = field(default="", metadata={"help": "start from this policy instead of the smart init"})
     init_bias: float = field(default=-2.0, metadata={"help": "smart-init output bias (paper -2: sigmoid = 0.12 per position "
                                                             "and step; raise it for short blocks so rollouts can finish)"})
+    family: str = field(default="paper", metadata={
+        "help": "network of a new policy: paper (the 331,265-parameter transformer) or filter (Learn2PD's block "
+                "MLP, unmasker/policies/filter.py; usually with --distill_rounds N --distill_only)"})
+    filter_hidden: int = field(default=96, metadata={"help": "hidden width of the filter's MLP (--family filter)"})
     distill_rounds: int = field(default=0, metadata={
         "help": "oracle-distillation warm start: DAgger rounds before GRPO (0 = none). Each round labels the "
                 "states of rollouts (the oracle's in round 1, the policy's after) with the oracle's decisions, "
@@ -89,8 +95,10 @@ class PolicyTrainConfig:
             raise ValueError(f"reward={self.reward!r}: expected one of {sorted(grpo.REWARDS)}")
         if not (self.alpha >= 0 and math.isfinite(self.alpha)):
             raise ValueError(f"alpha={self.alpha!r}: must be a finite number >= 0")
+        if self.family not in ("paper", "filter"):
+            raise ValueError(f"family={self.family!r}: expected 'paper' or 'filter'")
         for k in ("group_size", "prompts_per_step", "mu", "max_steps", "eval_every", "eval_problems", "save_every",
-                  "distill_prompts", "distill_steps", "distill_batch"):
+                  "distill_prompts", "distill_steps", "distill_batch", "filter_hidden"):
             if not isinstance(getattr(self, k), int) or getattr(self, k) < 1:
                 raise ValueError(f"{k}={getattr(self, k)!r}: must be an integer >= 1")
         if not isinstance(self.distill_rounds, int) or self.distill_rounds < 0:
@@ -121,6 +129,8 @@ class PolicyTrainConfig:
     def eval_policy_temperature(self) -> float:
         if self.eval_temperature:
             return self.eval_temperature
+        if self.family == "filter":  # its logits are fit at temperature 1 (BCE); it runs by FILTER_THRESHOLD
+            return 1.0
         cfg = self.sampler_config()
         return 1.0 if cfg.block_length == cfg.gen_length else 0.5
 
@@ -137,7 +147,8 @@ def validate(dllm, net, task, problems, cfg: PolicyTrainConfig, batch=64, temper
 
     scfg = cfg.sampler_config()
     temperature = cfg.eval_policy_temperature() if temperature is None else temperature
-    policy = LearnedPolicy(net=net, temperature=temperature, fallback=True)
+    threshold = FILTER_THRESHOLD if getattr(net, "family", "paper") == FILTER_FAMILY else 0.0
+    policy = LearnedPolicy(net=net, temperature=temperature, fallback=True, decision_threshold=threshold)
     correct, nfe = [], []
     for i in range(0, len(problems), batch):
         chunk = problems[i:i + batch]
@@ -167,7 +178,13 @@ def train(cfg: PolicyTrainConfig) -> dict:
     scfg = cfg.sampler_config()
     L = scfg.gen_length
     torch.manual_seed(cfg.seed)
-    net = load_policy_net(cfg.init_checkpoint) if cfg.init_checkpoint else ConfidencePolicyNet(init_bias=cfg.init_bias)
+    if cfg.init_checkpoint:
+        net = load_policy_net(cfg.init_checkpoint)
+    elif cfg.family == "filter":
+        from unmasker.policies.filter import FilterNet
+        net = FilterNet(block_length=scfg.block_length, hidden=cfg.filter_hidden, init_bias=cfg.init_bias)
+    else:
+        net = ConfidencePolicyNet(init_bias=cfg.init_bias)
     net.train()
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
     total_opt_steps = cfg.max_steps * cfg.mu
@@ -505,7 +522,9 @@ def _save_policy(raw, cfg, state, run_seconds):
         "rollouts_per_second": round(state["rollouts"] / max(state["rollout_seconds"], 1e-9), 1),
         "val_accuracy": state["best_eval"]["accuracy"], "val_nfe": state["best_eval"]["nfe"],
         "val_reward": state["best_eval"]["reward"], "best_step": state["best_eval"]["step"],
-        "parameters": sum(p.numel() for p in raw.parameters()), "config": asdict(cfg),
+        "parameters": sum(p.numel() for p in raw.parameters()), "family": getattr(raw, "family", "paper"),
+        **({"decision_threshold": FILTER_THRESHOLD} if getattr(raw, "family", "paper") == FILTER_FAMILY else {}),
+        "config": asdict(cfg),
     }
     with open(os.path.join(cfg.output_dir, "card.json"), "w") as f:
         json.dump(card, f, indent=2)

@@ -108,8 +108,9 @@ def bernoulli_log_prob(logits: torch.Tensor, actions: torch.Tensor, eligible: to
     return (ll * eligible.float()).sum(-1)
 
 
-def load_policy_net(path: str) -> ConfidencePolicyNet:
-    """Load a checkpoint folder (config.json + model.safetensors) with a clear error if it is not one."""
+def load_policy_net(path: str) -> nn.Module:
+    """Load a checkpoint folder (config.json + model.safetensors) with a clear error if it is not one:
+    the paper's `ConfidencePolicyNet`, or a `FilterNet` (policies/filter.py) when the config says so."""
     if not os.path.isdir(path):
         raise ValueError(f"policy checkpoint {path!r} is not a folder")
     for name in (CONFIG_NAME, WEIGHTS_NAME):
@@ -118,10 +119,17 @@ def load_policy_net(path: str) -> ConfidencePolicyNet:
     try:
         with open(os.path.join(path, CONFIG_NAME)) as f:
             cfg = json.load(f)
-        unknown = set(cfg) - {"d_model", "n_heads", "d_ffn", "n_blocks", "time_period", "rope_base", "init_bias"}
-        if unknown:
-            raise ValueError(f"unexpected config keys {sorted(unknown)}")
-        net = ConfidencePolicyNet(**cfg)
+        if cfg.get("family") is not None:  # another learned family (Learn2PD's filter); the paper's has none
+            from .filter import FAMILY, FilterNet
+            if cfg["family"] != FAMILY:
+                raise ValueError(f"unknown policy family {cfg['family']!r}; known: {FAMILY!r} (and the paper's, "
+                                 "whose config has no family)")
+            net = FilterNet(**cfg)
+        else:
+            unknown = set(cfg) - {"d_model", "n_heads", "d_ffn", "n_blocks", "time_period", "rope_base", "init_bias"}
+            if unknown:
+                raise ValueError(f"unexpected config keys {sorted(unknown)}")
+            net = ConfidencePolicyNet(**cfg)
         from safetensors.torch import load_file
         state = load_file(os.path.join(path, WEIGHTS_NAME))
         net.load_state_dict(state, strict=True)
@@ -136,7 +144,9 @@ class LearnedPolicy:
     on eligible positions. With `fallback`, an empty action commits the eligible position with the
     largest logit (test time, paper 2.5); training uses no fallback. `min_confidence` is a
     test-time floor (ours, not the paper's): when some drawn positions have top-1 confidence at or
-    above it, only those are committed; a step whose draws are all below it commits them as drawn."""
+    above it, only those are committed; a step whose draws are all below it commits them as drawn.
+    `decision_threshold` replaces the draw by a deterministic rule, u_k = [min(1, beta * s_k) >= threshold]
+    (Learn2PD's filter rule, policies/filter.py). The network is the paper's or Learn2PD's filter."""
     reads = frozenset({"confidence"})  # the features it looks at (policies/base.py features_read)
 
     checkpoint: str | None = field(default=None, metadata={"help": "policy folder (random init if empty)"})
@@ -145,8 +155,10 @@ class LearnedPolicy:
     fallback: bool = field(default=True, metadata={"help": "commit the top-logit position when nothing is drawn"})
     min_confidence: float = field(default=0.0, metadata={
         "help": "test-time floor in [0, 1): if some drawn positions reach it, commit only those (needs fallback)"})
+    decision_threshold: float = field(default=0.0, metadata={
+        "help": "deterministic rule in [0, 1): commit where the probability reaches it (0 = draw, the paper's)"})
     seed: int = field(default=0, metadata={"help": "init seed when no checkpoint is given"})
-    net: ConfidencePolicyNet | None = field(default=None, repr=False, compare=False,
+    net: nn.Module | None = field(default=None, repr=False, compare=False,
                                            metadata={"help": "(python only) an existing network"})
 
     def __post_init__(self):
@@ -157,6 +169,9 @@ class LearnedPolicy:
         mc = self.min_confidence
         if not (isinstance(mc, (int, float)) and not isinstance(mc, bool) and 0 <= mc < 1):
             raise ValueError(f"min_confidence={mc!r}: must be a number in [0, 1)")
+        th = self.decision_threshold
+        if not (isinstance(th, (int, float)) and not isinstance(th, bool) and 0 <= th < 1):
+            raise ValueError(f"decision_threshold={th!r}: must be a number in [0, 1) (0 = draw from the Bernoulli)")
         if mc > 0 and not self.fallback:
             raise ValueError(f"min_confidence={mc!r} needs fallback=True: the floor is a test-time knob, and "
                              "fallback=False is the training-time policy, whose draws GRPO scores unfloored")
@@ -180,9 +195,16 @@ class LearnedPolicy:
         return (self.beta * torch.sigmoid(logits / self.temperature)).clamp(max=1.0)
 
     def select(self, ctx: StepContext) -> torch.Tensor:
+        trained_for = getattr(self.net, "block_length", None)
+        if trained_for is not None and trained_for != ctx.block_length:
+            raise ValueError(f"this policy's filter reads blocks of {trained_for}; the sampler runs blocks of "
+                             f"{ctx.block_length} (use a filter trained at that block length)")
         b = self.logits(ctx)
         p = self.probs(b)
-        u = torch.rand(p.shape, generator=ctx.generator, device="cpu").to(p.device) < p
+        if self.decision_threshold > 0:
+            u = p >= self.decision_threshold
+        else:
+            u = torch.rand(p.shape, generator=ctx.generator, device="cpu").to(p.device) < p
         u = u & ctx.eligible
         if self.min_confidence > 0:  # keep the confident draws; a row with none keeps its draw as it is
             sure = u & (ctx.confidence >= self.min_confidence)
