@@ -84,10 +84,11 @@ def policy_field_names(name: str) -> set[str]:
 
 def pick_checkpoint(resources: Resources, task: str, block_length=None) -> str:
     """The shipped policy that best fits `task` at `block_length` (default: the task's semi-AR
-    block; the generation length for full diffusion): trained on the loaded dLLM (else on the
-    nearest model it was trained from, its card's `lineage`), on the task, at
-    that block length (else the nearest one), multiplicative reward, alpha closest to 1, then the
-    best validation reward; or RANDOM_INIT."""
+    block; the generation length for full diffusion): one that can run there (Learn2PD's filter
+    reads only its own block length), trained on the task, at that block length, on the loaded dLLM
+    (else on the nearest model it was trained from, its card's `lineage`), at the nearest block
+    length, multiplicative reward, alpha closest to 1, then the best validation reward; or
+    RANDOM_INIT."""
     usable = [p for p in resources.policies.values() if p.net is not None]
     if not usable:
         return RANDOM_INIT
@@ -102,8 +103,9 @@ def pick_checkpoint(resources: Resources, task: str, block_length=None) -> str:
         c = p.card
         trained_on = os.path.basename(str(c.get("model", "")).rstrip("/"))
         closeness = -kin.index(trained_on) if trained_on in kin else -len(kin)
-        return (closeness, c.get("task") == task,
-                -abs(int(c.get("block_length") or 0) - int(block or 0)),  # 0: trained at this block length
+        gap = abs(int(c.get("block_length") or 0) - int(block or 0))  # 0: trained at this block length
+        runs = c.get("family", "paper") == "paper" or gap == 0
+        return (runs, c.get("task") == task, gap == 0, closeness, -gap,
                 c.get("reward") == "multiplicative",
                 -abs(float(c.get("alpha", 1.0)) - 1.0), float(c.get("val_reward") or 0.0))
 

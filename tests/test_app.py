@@ -355,7 +355,16 @@ def test_default_learned_column_prefers_a_policy_trained_on_the_loaded_model():
     child.model_card["lineage"] = ["tiny-dllm-v2"]
     assert compare.pick_checkpoint(child, "word_problems") == "v2-a1"
     assert compare.pick_checkpoint(res("tiny-dllm"), "word_problems") == "a1"  # native still first
-    for k in ("v2-a1", "v3-a1"):
+    # the block length counts before the model: a parent's policy trained at L = 128 beats the
+    # native semi-AR one there; Learn2PD's filter only runs at its own block length
+    policies.update(dict([pol("v3-full128", "checkpoints/tiny-dllm-v3", block=128, val_reward=0.1),
+                          pol("filter", "checkpoints/tiny-dllm-v4", block=8, val_reward=0.9)]))
+    policies["filter"].card["family"] = "learn2pd_filter"
+    assert compare.pick_checkpoint(child, "word_problems", 128) == "v3-full128"
+    del policies["v3-full128"]
+    assert compare.pick_checkpoint(child, "word_problems", 8) == "filter"  # it runs there and fits best
+    assert compare.pick_checkpoint(child, "word_problems", 16) == "v2-a1"  # never a filter of another block
+    for k in ("v2-a1", "v3-a1", "filter"):
         del policies[k]
     # otherwise equal fits: the better validation reward (a1 beats a1-worse in either order)
     policies["a1"].card["val_reward"] = 0.3
