@@ -502,11 +502,11 @@ def build_demo(resources: Resources, concurrency: int = 2, session_ttl: float = 
                     *[gr.update(value=ckpt) for _ in ckpt_dds])
 
         def checkpoint_settings(name):
-            """Selecting a shipped policy sets the temperature and confidence floor its card gives."""
+            """Selecting a shipped policy sets what its card gives (CARD_SETTINGS)."""
             if name not in resources.policies:
                 return tuple(gr.skip() for _ in CARD_SETTINGS)
             got = card_settings(resources, name)
-            return got["temperature"], got["min_confidence"], got["decision_threshold"]
+            return tuple(got[k] for k in CARD_SETTINGS)
 
         run_btn.click(collect, col_inputs, spec, queue=False, api_visibility="private").then(
             run, [prompt, gen_length, block_length, seed, temperature, spec, drawn], outputs,

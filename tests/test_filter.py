@@ -121,8 +121,8 @@ def test_train_policy_distils_a_filter_that_runs_in_the_loop(tiny_model_dir, tin
         PolicyTrainConfig(family="mlp")
 
 
-def test_train_policy_names_the_filter_family_as_the_network_does():
-    from training.train_policy import FILTER_FAMILY
-    from unmasker.policies.filter import FAMILY
+def test_the_network_says_which_rule_train_policy_validates_it_with():
+    from unmasker.policies.learned import ConfidencePolicyNet
 
-    assert FILTER_FAMILY == FAMILY
+    assert FilterNet.decision_threshold == 0.5  # the filter: the deterministic rule (the card's value)
+    assert not hasattr(ConfidencePolicyNet(), "decision_threshold")  # the paper's network: Bernoulli draws

@@ -28,8 +28,6 @@ from .schedules import warmup_cosine
 # resume file is data, not code (no pickle). LEGACY_STATE_FILE (a torch.save pickle from older
 # runs) is read with weights_only=True only, and replaced at the next save.
 STATE_FILE = "train_state/state.safetensors"
-FILTER_FAMILY = "learn2pd_filter"  # unmasker/policies/filter.py FAMILY (not imported here: nothing heavy at import)
-FILTER_THRESHOLD = 0.5  # a filter is validated with the deterministic rule at this threshold (Learn2PD's)
 LEGACY_STATE_FILE = "train_state/state.pt"
 DISTILL_STATES_FILE = "train_state/distill_states.safetensors"  # the warm start's aggregated labelled states
 
@@ -129,7 +127,7 @@ class PolicyTrainConfig:
     def eval_policy_temperature(self) -> float:
         if self.eval_temperature:
             return self.eval_temperature
-        if self.family == "filter":  # its logits are fit at temperature 1 (BCE); it runs by FILTER_THRESHOLD
+        if self.family == "filter":  # its logits are fit at temperature 1 (BCE); it runs by its decision threshold
             return 1.0
         cfg = self.sampler_config()
         return 1.0 if cfg.block_length == cfg.gen_length else 0.5
@@ -147,8 +145,8 @@ def validate(dllm, net, task, problems, cfg: PolicyTrainConfig, batch=64, temper
 
     scfg = cfg.sampler_config()
     temperature = cfg.eval_policy_temperature() if temperature is None else temperature
-    threshold = FILTER_THRESHOLD if getattr(net, "family", "paper") == FILTER_FAMILY else 0.0
-    policy = LearnedPolicy(net=net, temperature=temperature, fallback=True, decision_threshold=threshold)
+    policy = LearnedPolicy(net=net, temperature=temperature, fallback=True,
+                           decision_threshold=getattr(net, "decision_threshold", 0.0))  # a filter's rule, else draws
     correct, nfe = [], []
     for i in range(0, len(problems), batch):
         chunk = problems[i:i + batch]
@@ -523,7 +521,7 @@ def _save_policy(raw, cfg, state, run_seconds):
         "val_accuracy": state["best_eval"]["accuracy"], "val_nfe": state["best_eval"]["nfe"],
         "val_reward": state["best_eval"]["reward"], "best_step": state["best_eval"]["step"],
         "parameters": sum(p.numel() for p in raw.parameters()), "family": getattr(raw, "family", "paper"),
-        **({"decision_threshold": FILTER_THRESHOLD} if getattr(raw, "family", "paper") == FILTER_FAMILY else {}),
+        **({"decision_threshold": raw.decision_threshold} if hasattr(raw, "decision_threshold") else {}),
         "config": asdict(cfg),
     }
     with open(os.path.join(cfg.output_dir, "card.json"), "w") as f:

@@ -30,6 +30,8 @@ class FilterNet(nn.Module, PyTorchModelHubMixin):
     """(confidence (B, L), masked (B, L), t (B,) unused) -> logits (B, L), nonzero only on the
     current block of `block_length` positions."""
 
+    decision_threshold = 0.5  # the rule it is validated with and its card gives (Learn2PD's); the paper's net has none
+
     def __init__(self, block_length: int = 8, hidden: int = 96, init_bias: float = -2.0, family: str = FAMILY):
         super().__init__()
         if family != FAMILY:
@@ -47,7 +49,7 @@ class FilterNet(nn.Module, PyTorchModelHubMixin):
         if L % self.block_length:
             raise ValueError(f"this filter reads blocks of {self.block_length}, which do not tile a "
                              f"generation of {L}")
-        first = torch.where(masked.any(-1), masked.float().argmax(-1), torch.zeros_like(masked[:, 0], dtype=torch.long))
+        first = masked.float().argmax(-1)  # the first masked position (0 for a row with none: any block will do)
         start = torch.div(first, self.block_length, rounding_mode="floor") * self.block_length
         return start[:, None] + torch.arange(self.block_length, device=masked.device)
 
