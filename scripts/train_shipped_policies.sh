@@ -32,10 +32,13 @@ run() {
 # answers, where the confidence heuristics commit EOS first; see checkpoints/tiny-dllm-v2/card.json).
 # full128c-*: the same, starting from the L = 48 full-diffusion policy (train that one first).
 # full128-long-*: the RL-budget run, full128-a* continued for 210 more rounds at lr 3e-4 (train full128-a* first).
-for name in ${ONLY:-v4-semiar-a1 v4-sudoku-a1 v4-sudoku-a3 v4-semiar-filter v4-sudoku-filter v3c-semiar-a1 v3-semiar-dist-a1 v3-sudoku-dist-a1 v3-sudoku-a1 v3-full128-ft-a1 v3-semiar-a1 v3-semiar-distonly-a1 full128-a1 full-a1 full128-es-a1 full128c-a1 full128-long-a1 semiar-a1 sudoku-a1 semiar-a3 full-a3 semiar-a0.3 full-a0.3 semiar-additive-a1 full-es-a1 semiar-b-a1 full128-a3 full128-a0.3 full128-es-a3 full128-es-a0.3 semiar-additive300-a1 full128-additive-a3}; do
+for name in ${ONLY:-v4-semiar-a1 v4-full128-ft-a1 v4-sudoku-a1 v4-sudoku-a3 v4-semiar-filter v4-sudoku-filter v3c-semiar-a1 v3-semiar-dist-a1 v3-sudoku-dist-a1 v3-sudoku-a1 v3-full128-ft-a1 v3-semiar-a1 v3-semiar-distonly-a1 full128-a1 full-a1 full128-es-a1 full128c-a1 full128-long-a1 semiar-a1 sudoku-a1 semiar-a3 full-a3 semiar-a0.3 full-a0.3 semiar-additive-a1 full-es-a1 semiar-b-a1 full128-a3 full128-a0.3 full128-es-a3 full128-es-a0.3 semiar-additive300-a1 full128-additive-a3}; do
   case $name in
     v4-semiar-filter) run "$name" --task word_problems --family filter --distill_only $V4 $WARM ;;  # Learn2PD's filter
     v4-sudoku-filter) run "$name" --task sudoku --full_diffusion true --family filter --distill_only $V4 $WARM ;;
+    v4-full128-ft-a*) run "$name" --task word_problems --full_diffusion true --gen_length 128 \
+                        --alpha "${name#v4-full128-ft-a}" --init_checkpoint checkpoints/policies/full128-long-a1 --lr 3e-4 \
+                        $V4 ;;  # the v2 policy that validated best on v4 per NFE, fine-tuned on v4
     v4-semiar-a*) run "$name" --task word_problems --alpha "${name#v4-semiar-a}" \
                     --init_bias -1 $V4 ;;  # v3-semiar-a*'s recipe on v4
     v4-sudoku-a*) run "$name" --task sudoku --full_diffusion true --alpha "${name#v4-sudoku-a}" \
