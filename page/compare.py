@@ -368,7 +368,8 @@ def _strategy_column(i: int, default: dict, ckpt_choices: list[str]):
             for name, (kind, value) in fields.items():
                 value, common = default["params"].get(name, value), dict(label=name, visible=name in shown)
                 if kind in (int, float):
-                    widgets[name] = gr.Number(value, precision=0 if kind is int else None, min_width=120, **common)
+                    widgets[name] = gr.Number(value, precision=0 if kind is int else None,  # wide enough for its name
+                                              min_width=max(120, 10 * len(name)), **common)
                 elif kind is str and name != "checkpoint":
                     widgets[name] = gr.Textbox(value, min_width=120, **common)
         for name, (kind, value) in fields.items():
