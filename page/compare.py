@@ -366,12 +366,12 @@ def _strategy_column(i: int, default: dict, ckpt_choices: list[str]):
                                                 elem_id=f"ckpt-{i}")
         with gr.Row():
             for name, (kind, value) in fields.items():
-                value, common = default["params"].get(name, value), dict(label=name, visible=name in shown)
+                value = default["params"].get(name, value)
+                common = dict(label=name, visible=name in shown, min_width=max(120, 10 * len(name)))  # fits its name
                 if kind in (int, float):
-                    widgets[name] = gr.Number(value, precision=0 if kind is int else None,  # wide enough for its name
-                                              min_width=max(120, 10 * len(name)), **common)
+                    widgets[name] = gr.Number(value, precision=0 if kind is int else None, **common)
                 elif kind is str and name != "checkpoint":
-                    widgets[name] = gr.Textbox(value, min_width=120, **common)
+                    widgets[name] = gr.Textbox(value, **common)
         for name, (kind, value) in fields.items():
             if kind is bool:
                 widgets[name] = gr.Checkbox(bool(default["params"].get(name, value)), label=name, visible=name in shown)

@@ -38,7 +38,7 @@ for name in ${ONLY:-v4-semiar-a1 v4-full128-ft-a1 v4-sudoku-a1 v4-sudoku-a3 v4-s
     v4-sudoku-filter) run "$name" --task sudoku --full_diffusion true --family filter --distill_only $V4 $WARM ;;
     v4-full128-ft-a*) run "$name" --task word_problems --full_diffusion true --gen_length 128 \
                         --alpha "${name#v4-full128-ft-a}" --init_checkpoint checkpoints/policies/full128-long-a1 --lr 3e-4 \
-                        $V4 ;;  # the v2 policy that validated best on v4 per NFE, fine-tuned on v4
+                        $V4 ;;  # the v2 policy at the knee of the learned points on v4 validation, fine-tuned on v4
     v4-semiar-a*) run "$name" --task word_problems --alpha "${name#v4-semiar-a}" \
                     --init_bias -1 $V4 ;;  # v3-semiar-a*'s recipe on v4
     v4-sudoku-a*) run "$name" --task sudoku --full_diffusion true --alpha "${name#v4-sudoku-a}" \
